@@ -1,0 +1,21 @@
+"""ComfyUI-DreamMix: the DreamMix method (arXiv 2411.17223) as ComfyUI nodes.
+
+ComfyUI imports this folder as a custom node package and calls `comfy_entrypoint` (V3 API).
+The method itself lives in `dreammix_core`, which imports nothing from ComfyUI.
+"""
+
+from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
+
+from .nodes.inpaint import NODES as INPAINT_NODES
+
+
+class DreamMixExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [*INPAINT_NODES]
+
+
+async def comfy_entrypoint() -> DreamMixExtension:
+    return DreamMixExtension()

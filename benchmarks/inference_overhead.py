@@ -1,0 +1,334 @@
+"""Time and peak-memory overhead of the one-shot DreamMix Inpaint node over ComfyUI's plain inpaint.
+
+Why: the issue sets a budget for the one-shot node against a plain masked KSampler inpaint
+with the same model, steps, sampler, scheduler, cfg and resolution: time <= 1.15x and peak
+memory <= 1.10x (in particular no second copy of the UNet). Both paths run in this one process
+on the same loaded checkpoint, alternately, so drift (caches, clocks, allocator state) hits
+both alike.
+
+What runs:
+  dreammix  `DreamMixInpaint` as ComfyUI's executor calls a V3 node (class clone, locked
+            class, `EXECUTE_NORMALIZED`), resolution = --size so the local crop is denoised at
+            the plain inpaint's resolution, default switch, context and feather.
+  plain     what VAEEncode + SetLatentNoiseMask (or InpaintModelConditioning for 9-channel
+            inpainting models) + KSampler + VAEDecode do, written with library calls:
+            `vae.encode`, noise mask = mask, `comfy.sample.prepare_noise`,
+            `comfy.sample.sample(..., noise_mask=...)`, `vae.decode`.
+Both run under `torch.inference_mode()` like ComfyUI's executor, with the same seed every run.
+DreamMix inherently does more VAE work (encode and decode of the local crop, encode of the
+composite for the global stage), so the comparison is only fair at equal steps; with a tiny
+random UNet and a full-size VAE that extra VAE work weighs far more than with a real UNet.
+
+What "memory" means:
+  CUDA  `torch.cuda.max_memory_allocated()` during the run after `reset_peak_memory_stats()`:
+        the peak of all tensors on the device, resident weights included, so a second UNet
+        copy shows up as the UNet's size.
+  CPU   the peak increase of the process's resident set size over its value just before the
+        run, sampled every 5 ms by a background thread with psutil. Freed heap memory is handed
+        back to the OS (glibc `malloc_trim`) before each run so one run's leftovers do not hide
+        the next run's growth. It counts every allocation (activations, temporaries, copies of
+        weights), but not weights already resident before the run.
+
+Usage:
+  python benchmarks/inference_overhead.py --comfyui /opt/ComfyUI --ckpt tiny_sd15.safetensors \
+      --ckpt-dir ~/.cache/dreammix-tests/checkpoints --size 256 --steps 12
+
+The last line printed is exactly `RATIO time=<dreammix/plain> memory=<dreammix/plain>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import ctypes
+import gc
+import math
+import pstats
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACK_DIR_NAME = "ComfyUI-DreamMix"
+NODE_ID = "DreamMixInpaint"
+RSS_INTERVAL_S = 0.005
+MIB = 1 << 20
+MASK_SEMI_AXES = (0.33, 0.24)
+"""Ellipse semi-axes as fractions of the side: pi * 0.33 * 0.24 ~ 0.25 of the image area."""
+POSITIVE_PROMPT = "a photo of a red backpack on a wooden table"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Everything both paths share, so they differ only in the method."""
+
+    model: Any
+    vae: Any
+    positive: list
+    negative: list
+    image: torch.Tensor
+    mask: torch.Tensor
+    seed: int
+    steps: int
+    cfg: float
+    sampler_name: str
+    scheduler: str
+
+
+@dataclass(frozen=True)
+class Measurement:
+    seconds: float
+    peak_bytes: int
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI checkout to import as a library")
+    parser.add_argument("--ckpt", required=True, help="checkpoint file name, e.g. tiny_sd15.safetensors")
+    parser.add_argument("--ckpt-dir", type=Path, help="folder holding --ckpt if not in ComfyUI's models/checkpoints")
+    parser.add_argument("--size", type=int, default=256, help="side of the square scene in pixels")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=3, help="measured runs of each path, after one warm-up each")
+    parser.add_argument("--cfg", type=float, default=4.0)
+    parser.add_argument("--sampler", default="euler", help="e.g. euler or dpmpp_2m_sde")
+    parser.add_argument("--scheduler", default="normal", help="e.g. normal or karras")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", type=int, default=0, metavar="TOP",
+                        help="also cProfile one extra DreamMix run and print its TOP functions by own time")
+    args = parser.parse_args(argv)
+    if args.size % 64 or args.size < 64:
+        parser.error("--size must be a positive multiple of 64 (DreamMix's crop sizes are multiples of 64)")
+    if args.repeats < 1 or args.steps < 1:
+        parser.error("--repeats and --steps must be at least 1")
+    return args
+
+
+def import_comfyui(comfyui: Path) -> None:
+    """Puts ComfyUI on sys.path with its default arguments, plus --cpu when CUDA is absent.
+
+    As a library ComfyUI parses an empty command line (comfy.options.args_parsing is off);
+    --cpu is set on the parsed namespace before anything imports `comfy.model_management`,
+    which reads it once.
+    """
+    sys.path.insert(0, str(comfyui.resolve()))
+    from comfy.cli_args import args
+
+    args.cpu = not torch.cuda.is_available()
+
+
+def load_pack(custom_nodes: Path) -> type:
+    """Loads this repository as ComfyUI loads a custom node folder and returns the node class."""
+    import nodes
+
+    link = custom_nodes / PACK_DIR_NAME
+    link.symlink_to(REPO_ROOT, target_is_directory=True)
+    if not asyncio.run(nodes.load_custom_node(str(link))):
+        raise RuntimeError(f"ComfyUI could not load {REPO_ROOT} as a custom node pack (see the log above).")
+    return nodes.NODE_CLASS_MAPPINGS[NODE_ID]
+
+
+def node_runner(node_cls: type) -> Callable[..., Any]:
+    """The callable ComfyUI's executor builds for a V3 node (execution.py, `_async_map_node_over_list`)."""
+    from comfy_api.internal import make_locked_method_func
+
+    node_cls.VALIDATE_CLASS()
+    return make_locked_method_func(node_cls, node_cls.FUNCTION, node_cls.PREPARE_CLASS_CLONE({}))
+
+
+def load_checkpoint(name: str, ckpt_dir: Path | None) -> tuple[Any, Any, Any]:
+    """(model, clip, vae) exactly as CheckpointLoaderSimple loads them."""
+    import comfy.sd
+    import folder_paths
+
+    if ckpt_dir is not None:
+        folder_paths.add_model_folder_path("checkpoints", str(ckpt_dir.resolve()), is_default=True)
+    path = folder_paths.get_full_path_or_raise("checkpoints", name)
+    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(
+        path, output_vae=True, output_clip=True, embedding_directory=folder_paths.get_folder_paths("embeddings")
+    )
+    return model, clip, vae
+
+
+def encode_prompt(clip: Any, text: str) -> list:
+    """What CLIPTextEncode returns, from the CLIP object's own API."""
+    return clip.encode_from_tokens_scheduled(clip.tokenize(text))
+
+
+def make_scene(size: int) -> torch.Tensor:
+    """A deterministic (1, size, size, 3) scene: smooth colour gradients with a horizon and a box."""
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    image = torch.stack([0.3 + 0.5 * xs, 0.4 + 0.3 * torch.sin(6 * ys), 0.8 - 0.5 * ys], dim=-1)
+    image[ys > 0.6] = torch.tensor([0.45, 0.3, 0.2])
+    image[(xs > 0.05) & (xs < 0.25) & (ys > 0.4) & (ys < 0.75)] = torch.tensor([0.2, 0.5, 0.8])
+    return image.clamp(0, 1).unsqueeze(0)
+
+
+def make_mask(size: int) -> torch.Tensor:
+    """A (1, size, size) centred ellipse covering about a quarter of the image."""
+    centre = (size - 1) / 2
+    ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    a, b = (axis * size for axis in MASK_SEMI_AXES)
+    inside = ((xs - centre) / a) ** 2 + ((ys - centre) / b) ** 2 <= 1
+    return inside.float().unsqueeze(0)
+
+
+def run_dreammix(work: Workload, run_node: Callable[..., Any]) -> torch.Tensor:
+    output = run_node(
+        model=work.model, positive=work.positive, negative=work.negative, vae=work.vae, image=work.image,
+        mask=work.mask, seed=work.seed, steps=work.steps, cfg=work.cfg, sampler_name=work.sampler_name,
+        scheduler=work.scheduler, switch=round(1 / 3, 3), context_factor=0.5, resolution=work.image.shape[2],
+        feather=32,
+    )
+    return output.result[0]
+
+
+def plain_conditioning(work: Workload) -> tuple[list, list, torch.Tensor]:
+    """(positive, negative, latent) as VAEEncode, or InpaintModelConditioning for inpainting UNets, make them."""
+    import node_helpers
+
+    pixels = work.image[..., :3]
+    if "masked_image" not in getattr(work.model.model, "concat_keys", ()):
+        return work.positive, work.negative, work.vae.encode(pixels)
+    keep = (1.0 - work.mask.round()).unsqueeze(-1)
+    concat = {"concat_latent_image": work.vae.encode((pixels - 0.5) * keep + 0.5), "concat_mask": work.mask.unsqueeze(1)}
+    positive = node_helpers.conditioning_set_values(work.positive, concat)
+    negative = node_helpers.conditioning_set_values(work.negative, concat)
+    return positive, negative, work.vae.encode(pixels)
+
+
+def run_plain(work: Workload) -> torch.Tensor:
+    """ComfyUI's masked inpaint (common_ksampler with a noise mask) from library calls only."""
+    import comfy.sample
+    import comfy.utils
+    import latent_preview
+
+    positive, negative, latent = plain_conditioning(work)
+    latent = comfy.sample.fix_empty_latent_channels(work.model, latent)
+    noise = comfy.sample.prepare_noise(latent, work.seed)
+    samples = comfy.sample.sample(
+        work.model, noise, work.steps, work.cfg, work.sampler_name, work.scheduler, positive, negative, latent,
+        denoise=1.0, noise_mask=work.mask.unsqueeze(1), callback=latent_preview.prepare_callback(work.model, work.steps),
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=work.seed,
+    )
+    return work.vae.decode(samples)
+
+
+def release_freed_memory() -> None:
+    """Collects garbage and returns free heap pages to the OS, so RSS starts each run from what is live."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    elif sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class RssPeak:
+    """Samples the process RSS in a background thread; `peak` is the largest value seen."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self.baseline = self.peak = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(RSS_INTERVAL_S):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __enter__(self) -> RssPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def measure(run: Callable[[], torch.Tensor]) -> Measurement:
+    """Wall time and peak memory (see the module docstring) of one run."""
+    release_freed_memory()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        run()
+        torch.cuda.synchronize()
+        return Measurement(time.perf_counter() - start, torch.cuda.max_memory_allocated())
+    with RssPeak() as rss:
+        start = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - start
+    return Measurement(seconds, rss.peak - rss.baseline)
+
+
+def benchmark(runs: dict[str, Callable[[], torch.Tensor]], repeats: int) -> dict[str, list[Measurement]]:
+    """One warm-up of each path, then `repeats` rounds alternating the paths."""
+    for run in runs.values():
+        run()
+    results: dict[str, list[Measurement]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            results[name].append(measure(run))
+    return results
+
+
+def print_profile(run: Callable[[], torch.Tensor], top: int) -> None:
+    profiler = cProfile.Profile()
+    profiler.runcall(run)
+    stats = pstats.Stats(profiler, stream=sys.stdout)
+    stats.sort_stats(pstats.SortKey.TIME).print_stats(top)
+    stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(top)
+
+
+def print_table(results: dict[str, list[Measurement]], device: str) -> None:
+    memory = "peak allocated" if device == "cuda" else "peak RSS increase"
+    print(f"{'path':<10} {'runs':>4} {'median s':>9} {'min s':>8} {'max s':>8} {f'{memory} MiB (median/max)':>36}")
+    for name, runs in results.items():
+        seconds = [m.seconds for m in runs]
+        peaks = [m.peak_bytes / MIB for m in runs]
+        print(f"{name:<10} {len(runs):>4} {statistics.median(seconds):>9.3f} {min(seconds):>8.3f} "
+              f"{max(seconds):>8.3f} {statistics.median(peaks):>27.1f} / {max(peaks):>6.1f}")
+
+
+def ratio(results: dict[str, list[Measurement]], field: str) -> float:
+    dreammix, plain = (statistics.median(getattr(m, field) for m in results[name]) for name in ("dreammix", "plain"))
+    return dreammix / plain if plain else math.inf
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    import_comfyui(args.comfyui)
+    import comfy.model_management
+    import comfy.utils
+
+    comfy.utils.PROGRESS_BAR_ENABLED = False  # both paths read it; keeps the output to the table
+    with tempfile.TemporaryDirectory(prefix="dreammix-bench-") as custom_nodes:
+        run_node = node_runner(load_pack(Path(custom_nodes)))
+        model, clip, vae = load_checkpoint(args.ckpt, args.ckpt_dir)
+        work = Workload(
+            model, vae, encode_prompt(clip, POSITIVE_PROMPT), encode_prompt(clip, ""), make_scene(args.size),
+            make_mask(args.size), args.seed, args.steps, args.cfg, args.sampler, args.scheduler,
+        )
+        runs = {"dreammix": lambda: run_dreammix(work, run_node), "plain": lambda: run_plain(work)}
+        with torch.inference_mode():
+            results = benchmark(runs, args.repeats)
+            if args.profile:
+                print_profile(runs["dreammix"], args.profile)
+    device = comfy.model_management.get_torch_device().type
+    print(f"checkpoint {args.ckpt}  device {device}  size {args.size}  steps {args.steps}  "
+          f"sampler {args.sampler}/{args.scheduler}  cfg {args.cfg}  torch threads {torch.get_num_threads()}")
+    print_table(results, device)
+    print(f"RATIO time={ratio(results, 'seconds'):.3f} memory={ratio(results, 'peak_bytes'):.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

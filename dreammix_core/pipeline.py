@@ -1,0 +1,188 @@
+"""Local Content Generation then Global Context Harmonization, over any denoising backend.
+
+The orchestration only needs to encode, decode and denoise a step range of one schedule; the
+`DenoiseBackend` protocol is that contract. `nodes/` implements it on ComfyUI's samplers and
+`diffusers_backend` on a diffusers pipeline's components, so both run this same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from .blend import FEATHER, blend, feather_mask, paste_local
+from .errors import DreamMixInputError
+from .fill import smooth_fill
+from .region import (
+    RELEASED_CONTEXT_FACTOR,
+    CropRegion,
+    Upscaler,
+    compute_region,
+    crop,
+    validate_image_and_mask,
+)
+from .schedule import RELEASED_CODE_LAMBDA, switch_step
+
+SIZE_MULTIPLE = 64
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One call to the sampler: steps [start, end) of a `steps`-step schedule."""
+
+    name: Literal["local", "global"]
+    latent: torch.Tensor
+    """Encoded `pixels`: noised at the first sigma, and the known content blended back each step."""
+    pixels: torch.Tensor
+    """(1, H, W, C) image in [0, 1]; inpainting models take it, masked, as conditioning."""
+    mask: torch.Tensor
+    """(1, H, W) binary mask at pixel resolution: 1 is regenerated."""
+    start: int
+    end: int
+    steps: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class StageResult:
+    latent: torch.Tensor
+    """The sampler's state after the last step (clean when `end == steps`)."""
+    denoised: torch.Tensor
+    """The model's denoised (x0) estimate at the last step, in the latent space of `encode`."""
+
+
+class DenoiseBackend(Protocol):
+    spatial_factor: int
+    """Pixels per latent cell along each side (8 for SD1.5 and SDXL)."""
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor: ...
+
+    def denoise(self, stage: Stage) -> StageResult:
+        """Noises `stage.latent` to sigma[start] with noise from `stage.seed`, then samples to sigma[end]."""
+        ...
+
+
+@dataclass(frozen=True)
+class InpaintSettings:
+    steps: int = 30
+    lam: float = RELEASED_CODE_LAMBDA
+    seed: int = 0
+    context_factor: float = RELEASED_CONTEXT_FACTOR
+    resolution: int = 1024
+    feather: int = FEATHER
+
+
+def fresh_seed(seed: int) -> int:
+    """GCH restarts with noise independent of LCG's, still fixed by the user's seed."""
+    return (seed + 1) % (1 << 64)
+
+
+def check_alignment(spatial_factor: int, multiple: int = SIZE_MULTIPLE) -> None:
+    if spatial_factor <= 0 or multiple % spatial_factor:
+        raise DreamMixInputError(
+            f"This model's latent has {spatial_factor} pixels per cell, which does not divide the "
+            f"crop size multiple {multiple}: DreamMix supports models with 1, 2, 4, 8, 16, 32 or 64."
+        )
+
+
+def prepare_local(
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    context_factor: float = RELEASED_CONTEXT_FACTOR,
+    resolution: int = 1024,
+    feather: int = FEATHER,
+    upscaler: Upscaler | None = None,
+) -> tuple[CropRegion, torch.Tensor, torch.Tensor]:
+    """The local crop, its masked pixels pre-filled, and its binary mask."""
+    mask = validate_image_and_mask(image, mask)
+    region = compute_region(mask, context_factor, resolution, SIZE_MULTIPLE, min_margin=feather)
+    local_image, local_mask = crop(image[..., :3], mask, region, upscaler)
+    return region, smooth_fill(local_image, local_mask), local_mask
+
+
+def local_generation(
+    backend: DenoiseBackend, local_image: torch.Tensor, local_mask: torch.Tensor, steps: int, switch: int, seed: int
+) -> torch.Tensor:
+    """LCG: steps [0, switch) on the crop; returns the denoised latent estimate at the switch."""
+    stage = Stage("local", backend.encode(local_image), local_image, local_mask, 0, switch, steps, seed)
+    return backend.denoise(stage).denoised
+
+
+def replace_local(
+    image: torch.Tensor, mask: torch.Tensor, region: CropRegion, local_result: torch.Tensor, feather: int = FEATHER
+) -> torch.Tensor:
+    """Pastes the decoded LCG result into the full image with the feathered mask."""
+    mask = validate_image_and_mask(image, mask)
+    return paste_local(image[..., :3], local_result, region, feather_mask(mask, feather))
+
+
+def _pad(tensor: torch.Tensor, multiple: int, mode: str) -> torch.Tensor:
+    """Pads the last two dims of (B, C, H, W) on the bottom and right up to a multiple."""
+    height, width = tensor.shape[-2:]
+    pad = (0, -width % multiple, 0, -height % multiple)
+    return F.pad(tensor, pad, mode=mode) if any(pad) else tensor
+
+
+def pad_for_latent(image: torch.Tensor, mask: torch.Tensor, multiple: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pads image (edge replication) and mask (unmasked) so the sides are multiples of the latent cell.
+
+    `final_composite` crops the padding off again, so any input size comes out unchanged.
+    """
+    pixels = _pad(image[..., :3].movedim(-1, 1), multiple, "replicate").movedim(1, -1)
+    return pixels, _pad(mask.unsqueeze(1), multiple, "constant").squeeze(1)
+
+
+def global_harmonization(
+    backend: DenoiseBackend, pixels: torch.Tensor, mask: torch.Tensor, steps: int, switch: int, seed: int,
+    latent: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """GCH: restarts at the switch step with fresh noise on the full image; returns the clean latent."""
+    if latent is None:
+        latent = backend.encode(pixels)
+    return backend.denoise(Stage("global", latent, pixels, mask, switch, steps, steps, seed)).latent
+
+
+def final_composite(image: torch.Tensor, result: torch.Tensor, mask: torch.Tensor, feather: int = FEATHER) -> torch.Tensor:
+    """The result inside mask and feather; the original pixels, exactly, everywhere else."""
+    mask = validate_image_and_mask(image, mask)
+    height, width = image.shape[1:3]
+    if not (0 <= result.shape[1] - height < SIZE_MULTIPLE and 0 <= result.shape[2] - width < SIZE_MULTIPLE):
+        raise DreamMixInputError(
+            f"The generated image is {result.shape[2]}x{result.shape[1]} but the original is "
+            f"{width}x{height}: composite the image generated from this original."
+        )
+    result = result[:, :height, :width]
+    out = image.clone()
+    out[..., :3] = blend(image[..., :3], result[..., :3], feather_mask(mask, feather))
+    return out
+
+
+def dreammix_inpaint(
+    backend: DenoiseBackend,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    settings: InpaintSettings = InpaintSettings(),
+    upscaler: Upscaler | None = None,
+) -> torch.Tensor:
+    """The whole method on one image (1, H, W, C) and mask (1, H, W); returns the inpainted image."""
+    check_alignment(backend.spatial_factor)
+    switch = switch_step(settings.steps, settings.lam)
+    binary = validate_image_and_mask(image, mask)
+    composite = image[..., :3]
+    if switch > 0:
+        region, local_image, local_mask = prepare_local(
+            image, binary, settings.context_factor, settings.resolution, settings.feather, upscaler
+        )
+        denoised = local_generation(backend, local_image, local_mask, settings.steps, switch, settings.seed)
+        composite = replace_local(image, binary, region, backend.decode(denoised), settings.feather)
+    result = composite
+    if switch < settings.steps:
+        pixels, padded_mask = pad_for_latent(composite, binary, backend.spatial_factor)
+        latent = global_harmonization(backend, pixels, padded_mask, settings.steps, switch, fresh_seed(settings.seed))
+        result = backend.decode(latent)
+    return final_composite(image, result, binary, settings.feather)

@@ -1,0 +1,173 @@
+"""The local region LCG works on: a context box around the mask, resized to the model's size.
+
+Images are ComfyUI-style tensors (batch, height, width, channels) in [0, 1]; masks are
+(batch, height, width). Grey masks are binarised at 0.5 everywhere in the pack, so a soft
+brush edge counts as masked where it is at least half opaque.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .errors import DreamMixInputError
+
+EXPAND = 1.15
+"""Half-side of the initial square, relative to the larger half-extent of the mask's box."""
+RELEASED_CONTEXT_FACTOR = 0.5
+"""The crop covers at least this share of the image's height and width (released notebook)."""
+
+Upscaler = Callable[[torch.Tensor], torch.Tensor]
+"""Maps an image (1, h, w, c) to a larger one (1, s·h, s·w, c), e.g. a super-resolution model."""
+
+
+@dataclass(frozen=True)
+class CropRegion:
+    """A box of the full image (right and bottom exclusive) and the size LCG renders it at."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+    width: int
+    height: int
+    image_width: int
+    image_height: int
+
+    @property
+    def box_width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def box_height(self) -> int:
+        return self.bottom - self.top
+
+
+def binarize(mask: torch.Tensor) -> torch.Tensor:
+    """The pack's one rule for grey masks: masked where the value is at least 0.5."""
+    return (mask >= 0.5).to(torch.float32)
+
+
+def validate_image_and_mask(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Checks a single image with its mask and returns the mask as (1, H, W) binary."""
+    if image.ndim != 4 or image.shape[-1] not in (3, 4):
+        raise DreamMixInputError(
+            f"Expected an IMAGE of shape (batch, height, width, 3), got {tuple(image.shape)}."
+        )
+    if mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    if mask.ndim != 3:
+        raise DreamMixInputError(f"Expected a MASK of shape (batch, height, width), got {tuple(mask.shape)}.")
+    if image.shape[0] != 1 or mask.shape[0] != 1:
+        raise DreamMixInputError(
+            f"DreamMix inpaints one image at a time (image batch {image.shape[0]}, mask batch "
+            f"{mask.shape[0]}): each mask gets its own crop. Split the batch, e.g. with 'Image From Batch'."
+        )
+    if tuple(mask.shape[-2:]) != tuple(image.shape[1:3]):
+        raise DreamMixInputError(
+            f"The mask is {mask.shape[-1]}x{mask.shape[-2]} but the image is "
+            f"{image.shape[2]}x{image.shape[1]}: they must be the same size."
+        )
+    mask = binarize(mask)
+    if not mask.any():
+        raise DreamMixInputError(
+            "The mask is empty: paint the area where the subject should go "
+            "(values of 0.5 or more count as masked)."
+        )
+    return mask
+
+
+def _grow(lo: float, hi: float, need: float, limit: int) -> tuple[float, float]:
+    """Widens [lo, hi] symmetrically to at least `need`, shifted back inside [0, limit]."""
+    size = hi - lo
+    if size < need:
+        lo, hi = lo - (need - size) / 2, hi + (need - size) / 2
+    if lo < 0:
+        lo, hi = 0.0, hi - lo
+    if hi > limit:
+        lo, hi = lo - (hi - limit), float(limit)
+    return max(lo, 0.0), min(hi, float(limit))
+
+
+def working_size(box_width: int, box_height: int, resolution: int, multiple: int) -> tuple[int, int]:
+    """Size with area about resolution², the box's aspect ratio, sides a multiple of `multiple`."""
+    scale = resolution / math.sqrt(box_width * box_height)
+    width = max(multiple, round(box_width * scale / multiple) * multiple)
+    height = max(multiple, round(box_height * scale / multiple) * multiple)
+    return width, height
+
+
+def compute_region(
+    mask: torch.Tensor,
+    context_factor: float = RELEASED_CONTEXT_FACTOR,
+    resolution: int = 1024,
+    multiple: int = 64,
+    min_margin: int = 0,
+) -> CropRegion:
+    """The crop box of method.md §2 for a binary mask (1, H, W) or (H, W).
+
+    `min_margin` widens the square so the box holds the mask plus that many pixels on every
+    side (clamped to the image); the nodes pass the feather width so the paste ramp is never
+    cut by the box edge.
+    """
+    if not 0.0 <= context_factor <= 1.0:
+        raise DreamMixInputError(f"context factor must be between 0 and 1, got {context_factor}.")
+    if resolution < multiple:
+        raise DreamMixInputError(f"working resolution {resolution} is below the size multiple {multiple}.")
+    plane = mask.reshape(mask.shape[-2:]) >= 0.5
+    image_height, image_width = plane.shape
+    rows = torch.nonzero(plane.any(dim=1)).flatten()
+    cols = torch.nonzero(plane.any(dim=0)).flatten()
+    if rows.numel() == 0:
+        raise DreamMixInputError("The mask is empty: paint the area where the subject should go.")
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    left, right = int(cols[0]), int(cols[-1]) + 1
+
+    centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
+    half = max(EXPAND * max(right - left, bottom - top) / 2,
+               max(right - left, bottom - top) / 2 + min_margin)
+    x0, x1 = max(centre_x - half, 0.0), min(centre_x + half, float(image_width))
+    y0, y1 = max(centre_y - half, 0.0), min(centre_y + half, float(image_height))
+    x0, x1 = _grow(x0, x1, context_factor * image_width, image_width)
+    y0, y1 = _grow(y0, y1, context_factor * image_height, image_height)
+
+    box = (math.floor(x0), math.floor(y0), math.ceil(x1), math.ceil(y1))
+    width, height = working_size(box[2] - box[0], box[3] - box[1], resolution, multiple)
+    return CropRegion(*box, width=width, height=height, image_width=image_width, image_height=image_height)
+
+
+def resize_image(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Bicubic with antialiasing (a good filter both ways), clamped to [0, 1]."""
+    if image.shape[1:3] == (height, width):
+        return image
+    resized = F.interpolate(image.movedim(-1, 1), size=(height, width), mode="bicubic", antialias=True)
+    return resized.clamp(0.0, 1.0).movedim(1, -1)
+
+
+def resize_mask(mask: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Resizes a (1, H, W) mask and binarises it again."""
+    if mask.shape[-2:] == (height, width):
+        return binarize(mask)
+    resized = F.interpolate(mask.unsqueeze(1), size=(height, width), mode="bilinear", antialias=True)
+    return binarize(resized.squeeze(1))
+
+
+def crop(
+    image: torch.Tensor, mask: torch.Tensor, region: CropRegion, upscaler: Upscaler | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cuts the region out of image (1, H, W, C) and mask (1, H, W) at the working size.
+
+    A crop smaller than the working size goes through `upscaler` first when one is given.
+    """
+    box_image = image[:, region.top:region.bottom, region.left:region.right, :]
+    box_mask = mask[:, region.top:region.bottom, region.left:region.right]
+    if upscaler is not None and (region.width > region.box_width or region.height > region.box_height):
+        box_image = upscaler(box_image)
+    return (
+        resize_image(box_image, region.width, region.height),
+        resize_mask(box_mask, region.width, region.height),
+    )

@@ -1,0 +1,1 @@
+"""ComfyUI adapters: each node converts ComfyUI types and calls `dreammix_core`."""

@@ -1,0 +1,97 @@
+"""`DenoiseBackend` on ComfyUI's own samplers, schedulers, VAE and memory management."""
+
+from __future__ import annotations
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+import node_helpers
+import torch
+
+from ..dreammix_core.errors import DreamMixInputError
+from ..dreammix_core.pipeline import Stage, StageResult
+
+
+def is_inpainting_model(model) -> bool:
+    """True for 9-channel UNets that take the mask and the masked image as extra input."""
+    return "masked_image" in getattr(model.model, "concat_keys", ())
+
+
+def spatial_factor(vae) -> int:
+    factor = vae.spacial_compression_encode()
+    if not isinstance(factor, int):
+        raise DreamMixInputError("This VAE is not an image VAE with a fixed pixel-per-latent ratio: DreamMix needs one.")
+    return factor
+
+
+def inpaint_conditioning(conditioning: list, vae, pixels: torch.Tensor, mask: torch.Tensor) -> list:
+    """Adds the masked image (masked pixels grey) and the mask, as ComfyUI's inpainting models expect."""
+    keep = (1.0 - mask).unsqueeze(-1)
+    masked = (pixels[..., :3] - 0.5) * keep + 0.5
+    return node_helpers.conditioning_set_values(
+        conditioning, {"concat_latent_image": vae.encode(masked), "concat_mask": mask.unsqueeze(1)}
+    )
+
+
+class ComfyBackend:
+    """Runs each DreamMix stage as one `sample_custom` call over a slice of the full schedule.
+
+    A slice starting at the switch step noises its input at that sigma with fresh noise, and a
+    new call starts the sampler afresh, which is exactly GCH's restart. The progress callback
+    is ComfyUI's own, so previews, the progress bar and Cancel work in both stages.
+    """
+
+    def __init__(
+        self,
+        model,
+        vae,
+        positive: list,
+        negative: list,
+        cfg: float,
+        sampler_name: str,
+        scheduler: str,
+        local_positive: list | None = None,
+    ) -> None:
+        if sampler_name not in comfy.samplers.SAMPLER_NAMES:
+            raise DreamMixInputError(f"Unknown sampler '{sampler_name}'.")
+        if scheduler not in comfy.samplers.SCHEDULER_NAMES:
+            raise DreamMixInputError(f"Unknown scheduler '{scheduler}'.")
+        self.model, self.vae = model, vae
+        self.positive, self.negative = positive, negative
+        self.local_positive = local_positive
+        self.cfg, self.sampler_name, self.scheduler = cfg, sampler_name, scheduler
+        self.spatial_factor = spatial_factor(vae)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(pixels[..., :3])
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        images = self.vae.decode(latent)
+        return images.reshape((-1,) + tuple(images.shape[-3:]))
+
+    def sigmas(self, steps: int) -> torch.Tensor:
+        sampler = comfy.samplers.KSampler(
+            self.model, steps, self.model.load_device, self.sampler_name, self.scheduler, 1.0, self.model.model_options
+        )
+        return sampler.sigmas
+
+    def denoise(self, stage: Stage) -> StageResult:
+        sigmas = self.sigmas(stage.steps)[stage.start:stage.end + 1]
+        positive = self.local_positive if stage.name == "local" and self.local_positive is not None else self.positive
+        negative = self.negative
+        if is_inpainting_model(self.model):
+            positive = inpaint_conditioning(positive, self.vae, stage.pixels, stage.mask)
+            negative = inpaint_conditioning(negative, self.vae, stage.pixels, stage.mask)
+        latent = comfy.sample.fix_empty_latent_channels(self.model, stage.latent)
+        noise = comfy.sample.prepare_noise(latent, stage.seed)
+        x0: dict = {}
+        callback = latent_preview.prepare_callback(self.model, len(sigmas) - 1, x0)
+        samples = comfy.sample.sample_custom(
+            self.model, noise, self.cfg, comfy.samplers.sampler_object(self.sampler_name), sigmas, positive, negative,
+            latent, noise_mask=stage.mask.unsqueeze(1), callback=callback,
+            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=stage.seed,
+        )
+        denoised = self.model.model.process_latent_out(x0["x0"].to(samples.device, samples.dtype))
+        return StageResult(latent=samples, denoised=denoised)

@@ -1,0 +1,123 @@
+"""The LCG → GCH orchestration: stage plan with a recording backend, end to end on tiny diffusers models."""
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from dreammix_core.blend import feather_mask
+from dreammix_core.errors import DreamMixInputError
+from dreammix_core.pipeline import InpaintSettings, Stage, StageResult, dreammix_inpaint, fresh_seed
+from tiny_models import tiny_backend
+
+
+@dataclass
+class RecordingBackend:
+    """Encodes by average pooling and 'denoises' to a seed-dependent constant; records each stage."""
+
+    spatial_factor: int = 8
+    stages: list[Stage] = field(default_factory=list)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(pixels.movedim(-1, 1), self.spatial_factor)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(latent, scale_factor=self.spatial_factor).movedim(1, -1)
+
+    def denoise(self, stage: Stage) -> StageResult:
+        self.stages.append(stage)
+        value = torch.full_like(stage.latent, (stage.seed % 100) / 100)
+        return StageResult(latent=value, denoised=value)
+
+
+def scene(height: int = 180, width: int = 260) -> tuple[torch.Tensor, torch.Tensor]:
+    image = torch.rand(1, height, width, 3, generator=torch.Generator().manual_seed(7))
+    mask = torch.zeros(1, height, width)
+    mask[:, 60:110, 90:170] = 1
+    return image, mask
+
+
+def test_stage_plan_follows_the_switch() -> None:
+    backend = RecordingBackend()
+    image, mask = scene()
+    dreammix_inpaint(backend, image, mask, InpaintSettings(steps=30, seed=5, resolution=256))
+    local, harmonise = backend.stages
+    assert (local.name, local.start, local.end, local.steps, local.seed) == ("local", 0, 20, 30, 5)
+    assert (harmonise.name, harmonise.start, harmonise.end, harmonise.seed) == ("global", 20, 30, fresh_seed(5))
+    assert local.pixels.shape[1] * local.pixels.shape[2] == pytest.approx(256**2, rel=0.5)
+    assert harmonise.pixels.shape[1:3] == (184, 264) and harmonise.mask.shape == (1, 184, 264)
+
+
+def test_lambda_zero_is_local_generation_only() -> None:
+    backend = RecordingBackend()
+    image, mask = scene()
+    dreammix_inpaint(backend, image, mask, InpaintSettings(steps=12, lam=0.0, resolution=256))
+    assert [(s.name, s.start, s.end) for s in backend.stages] == [("local", 0, 12)]
+
+
+def test_lambda_one_is_a_plain_full_image_inpaint() -> None:
+    backend = RecordingBackend()
+    image, mask = scene(176, 256)
+    dreammix_inpaint(backend, image, mask, InpaintSettings(steps=12, lam=1.0, resolution=256))
+    (stage,) = backend.stages
+    assert (stage.name, stage.start, stage.end) == ("global", 0, 12)
+    assert torch.equal(stage.pixels, image) and torch.equal(stage.mask, mask)
+
+
+def test_tiny_sdxl_inpaint_keeps_background_bit_exact_and_size() -> None:
+    image, mask = scene(150, 230)
+    out = dreammix_inpaint(tiny_backend(), image, mask, InpaintSettings(steps=5, resolution=128, seed=1))
+    assert out.shape == image.shape
+    outside = feather_mask(mask, 32) == 0
+    assert outside.any() and torch.equal(out[outside], image[outside])
+    assert not torch.allclose(out[mask.bool()], image[mask.bool()], atol=1e-2)
+
+
+@pytest.mark.parametrize("inpainting", [True, False])
+def test_same_seed_same_output_other_seed_other_output(inpainting: bool) -> None:
+    backend = tiny_backend(inpainting)
+    image, mask = scene(128, 128)
+    run = lambda seed: dreammix_inpaint(backend, image, mask, InpaintSettings(steps=4, resolution=128, seed=seed))
+    first = run(3)
+    assert torch.equal(first, run(3))
+    assert not torch.equal(first, run(4))
+
+
+@pytest.mark.parametrize("lam", [0.0, 1.0])
+def test_lambda_ends_on_tiny_sdxl_match_their_definition(lam: float) -> None:
+    """λ = 1 runs only the global stage (a plain inpaint), λ = 0 only the local one, on real models."""
+    backend = tiny_backend()
+    image, mask = scene(128, 128)
+    settings = InpaintSettings(steps=4, lam=lam, resolution=128, seed=2)
+    calls: list[str] = []
+    denoise = backend.denoise
+    backend.denoise = lambda stage: calls.append(stage.name) or denoise(stage)
+    dreammix_inpaint(backend, image, mask, settings)
+    assert calls == (["global"] if lam == 1.0 else ["local"])
+
+
+def test_whole_image_mask_is_allowed() -> None:
+    image = torch.rand(1, 96, 128, 3)
+    out = dreammix_inpaint(tiny_backend(), image, torch.ones(1, 96, 128), InpaintSettings(steps=3, resolution=128))
+    assert out.shape == image.shape
+
+
+def test_misaligned_latent_is_refused() -> None:
+    image, mask = scene()
+    with pytest.raises(DreamMixInputError, match="pixels per cell"):
+        dreammix_inpaint(RecordingBackend(spatial_factor=48), image, mask)
+
+
+@pytest.mark.parametrize("lam", [-0.5, 1.5])
+def test_switch_out_of_range_is_refused(lam: float) -> None:
+    image, mask = scene()
+    with pytest.raises(DreamMixInputError, match="switch"):
+        dreammix_inpaint(RecordingBackend(), image, mask, InpaintSettings(lam=lam))
+
+
+def test_alpha_channel_is_kept() -> None:
+    image = torch.rand(1, 64, 64, 4)
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 20:40, 20:40] = 1
+    out = dreammix_inpaint(RecordingBackend(), image, mask, InpaintSettings(steps=4, resolution=64))
+    assert out.shape == image.shape and torch.equal(out[..., 3], image[..., 3])

@@ -1,0 +1,60 @@
+"""Tiny random-weight diffusers models shaped like SDXL (inpainting or not), built in code."""
+
+import torch
+from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+
+from dreammix_core.diffusers_backend import DiffusersBackend, PromptEmbeddings
+
+TEXT_DIM = 64
+POOLED_DIM = 32
+
+
+def tiny_sdxl_unet(in_channels: int) -> UNet2DConditionModel:
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        sample_size=32,
+        in_channels=in_channels,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=6 * 8 + POOLED_DIM,
+        cross_attention_dim=TEXT_DIM,
+        norm_num_groups=8,
+    ).eval()
+
+
+def tiny_vae() -> AutoencoderKL:
+    torch.manual_seed(1)
+    return AutoencoderKL(
+        block_out_channels=(16, 32, 32, 32),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        norm_num_groups=8,
+    ).eval()
+
+
+def tiny_scheduler() -> EulerDiscreteScheduler:
+    return EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="leading", steps_offset=1
+    )
+
+
+def prompt(seed: int) -> PromptEmbeddings:
+    generator = torch.Generator().manual_seed(seed)
+    return PromptEmbeddings(torch.randn(1, 77, TEXT_DIM, generator=generator), torch.randn(1, POOLED_DIM, generator=generator))
+
+
+def tiny_backend(inpainting: bool = True, guidance_scale: float = 4.0) -> DiffusersBackend:
+    return DiffusersBackend(
+        tiny_sdxl_unet(9 if inpainting else 4), tiny_vae(), tiny_scheduler(), prompt(0), prompt(1), guidance_scale
+    )
