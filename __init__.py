@@ -4,9 +4,8 @@ ComfyUI imports this folder as a custom node package and calls `comfy_entrypoint
 The method itself lives in `dreammix_core`, which imports nothing from ComfyUI.
 """
 
-from typing_extensions import override
-
 from comfy_api.latest import ComfyExtension, io
+from typing_extensions import override
 
 from .nodes.inpaint import NODES as INPAINT_NODES
 

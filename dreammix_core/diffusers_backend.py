@@ -51,7 +51,9 @@ class DiffusersBackend:
         """Encodes the prompts with the pipeline's own text encoders (SD or SDXL pipelines)."""
 
         def encode(text: str) -> PromptEmbeddings:
-            out = pipe.encode_prompt(text, device=pipe.unet.device, num_images_per_prompt=1, do_classifier_free_guidance=False)
+            out = pipe.encode_prompt(
+                text, device=pipe.unet.device, num_images_per_prompt=1, do_classifier_free_guidance=False
+            )
             return PromptEmbeddings(out[0], out[2] if len(out) == 4 else None)
 
         local = encode(local_prompt) if local_prompt is not None else None
@@ -78,7 +80,9 @@ class DiffusersBackend:
         tokens = torch.cat([self.negative.tokens, positive.tokens]).to(self.unet.device, self._dtype)
         added = {}
         if self.unet.config.addition_embed_type == "text_time":
-            time_ids = torch.tensor([[height, width, 0, 0, height, width]] * 2, device=self.unet.device, dtype=self._dtype)
+            time_ids = torch.tensor(
+                [[height, width, 0, 0, height, width]] * 2, device=self.unet.device, dtype=self._dtype
+            )
             pooled = torch.cat([self.negative.pooled, positive.pooled]).to(self.unet.device, self._dtype)
             added = {"text_embeds": pooled, "time_ids": time_ids}
         return tokens, added
@@ -97,7 +101,7 @@ class DiffusersBackend:
         keep = self._latent_mask(stage.mask)
         generator = torch.Generator().manual_seed(stage.seed)
         noise = torch.randn(known.shape, generator=generator)
-        x = scheduler.add_noise(known, noise, timesteps[stage.start:stage.start + 1])
+        x = scheduler.add_noise(known, noise, timesteps[stage.start : stage.start + 1])
         denoised = known
         tokens, added = self._conditioning(stage, *stage.pixels.shape[1:3])
         extra = None
@@ -109,12 +113,23 @@ class DiffusersBackend:
             model_in = scheduler.scale_model_input(torch.cat([x, x]), t)
             if extra is not None:
                 model_in = torch.cat([model_in, torch.cat([extra, extra])], dim=1)
-            eps = self.unet(
-                model_in.to(self.unet.device, self._dtype), t, encoder_hidden_states=tokens, added_cond_kwargs=added or None
-            ).sample.to(torch.float32).cpu()
+            eps = (
+                self.unet(
+                    model_in.to(self.unet.device, self._dtype),
+                    t,
+                    encoder_hidden_states=tokens,
+                    added_cond_kwargs=added or None,
+                )
+                .sample.to(torch.float32)
+                .cpu()
+            )
             uncond, cond = eps.chunk(2)
             out = scheduler.step(uncond + self.guidance_scale * (cond - uncond), t, x, generator=generator)
-            known_now = scheduler.add_noise(known, noise, timesteps[index + 1:index + 2]) if index + 1 < stage.steps else known
+            known_now = (
+                scheduler.add_noise(known, noise, timesteps[index + 1 : index + 2])
+                if index + 1 < stage.steps
+                else known
+            )
             x = keep * out.prev_sample + (1 - keep) * known_now
             denoised = keep * out.pred_original_sample + (1 - keep) * known
         return StageResult(latent=x, denoised=denoised)

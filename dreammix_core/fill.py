@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 
 FILL_SCHEDULE: tuple[tuple[int, int], ...] = (
-    (512, 2), (256, 2), (128, 4), (64, 4), (33, 8), (15, 8), (5, 16), (3, 16),
+    (512, 2),
+    (256, 2),
+    (128, 4),
+    (64, 4),
+    (33, 8),
+    (15, 8),
+    (5, 16),
+    (3, 16),
 )
 """(box size, repeats) from coarse to fine, as in the released code."""
 
@@ -19,9 +26,9 @@ def box_blur(image: torch.Tensor, size: int) -> torch.Tensor:
     height, width = planes.shape[-2:]
     low, high = size // 2, size - 1 - size // 2
     sums = F.pad(F.pad(planes, (low, high, 0, 0), mode="replicate").cumsum(-1), (1, 0))
-    planes = (sums[..., size:size + width] - sums[..., :width]) / size
+    planes = (sums[..., size : size + width] - sums[..., :width]) / size
     sums = F.pad(F.pad(planes, (0, 0, low, high), mode="replicate").cumsum(-2), (0, 0, 1, 0))
-    planes = (sums[..., size:size + height, :] - sums[..., :height, :]) / size
+    planes = (sums[..., size : size + height, :] - sums[..., :height, :]) / size
     return planes.movedim(1, -1)
 
 

@@ -138,7 +138,12 @@ def pad_for_latent(image: torch.Tensor, mask: torch.Tensor, multiple: int) -> tu
 
 
 def global_harmonization(
-    backend: DenoiseBackend, pixels: torch.Tensor, mask: torch.Tensor, steps: int, switch: int, seed: int,
+    backend: DenoiseBackend,
+    pixels: torch.Tensor,
+    mask: torch.Tensor,
+    steps: int,
+    switch: int,
+    seed: int,
     latent: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """GCH: restarts at the switch step with fresh noise on the full image; returns the clean latent."""
@@ -147,7 +152,9 @@ def global_harmonization(
     return backend.denoise(Stage("global", latent, pixels, mask, switch, steps, steps, seed)).latent
 
 
-def final_composite(image: torch.Tensor, result: torch.Tensor, mask: torch.Tensor, feather: int = FEATHER) -> torch.Tensor:
+def final_composite(
+    image: torch.Tensor, result: torch.Tensor, mask: torch.Tensor, feather: int = FEATHER
+) -> torch.Tensor:
     """The result inside mask and feather; the original pixels, exactly, everywhere else."""
     mask = validate_image_and_mask(image, mask)
     height, width = image.shape[1:3]

@@ -55,9 +55,7 @@ def binarize(mask: torch.Tensor) -> torch.Tensor:
 def validate_image_and_mask(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Checks a single image with its mask and returns the mask as (1, H, W) binary."""
     if image.ndim != 4 or image.shape[-1] not in (3, 4):
-        raise DreamMixInputError(
-            f"Expected an IMAGE of shape (batch, height, width, 3), got {tuple(image.shape)}."
-        )
+        raise DreamMixInputError(f"Expected an IMAGE of shape (batch, height, width, 3), got {tuple(image.shape)}.")
     if mask.ndim == 2:
         mask = mask.unsqueeze(0)
     if mask.ndim != 3:
@@ -75,8 +73,7 @@ def validate_image_and_mask(image: torch.Tensor, mask: torch.Tensor) -> torch.Te
     mask = binarize(mask)
     if not mask.any():
         raise DreamMixInputError(
-            "The mask is empty: paint the area where the subject should go "
-            "(values of 0.5 or more count as masked)."
+            "The mask is empty: paint the area where the subject should go (values of 0.5 or more count as masked)."
         )
     return mask
 
@@ -128,8 +125,7 @@ def compute_region(
     left, right = int(cols[0]), int(cols[-1]) + 1
 
     centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
-    half = max(EXPAND * max(right - left, bottom - top) / 2,
-               max(right - left, bottom - top) / 2 + min_margin)
+    half = max(EXPAND * max(right - left, bottom - top) / 2, max(right - left, bottom - top) / 2 + min_margin)
     x0, x1 = max(centre_x - half, 0.0), min(centre_x + half, float(image_width))
     y0, y1 = max(centre_y - half, 0.0), min(centre_y + half, float(image_height))
     x0, x1 = _grow(x0, x1, context_factor * image_width, image_width)
@@ -163,8 +159,8 @@ def crop(
 
     A crop smaller than the working size goes through `upscaler` first when one is given.
     """
-    box_image = image[:, region.top:region.bottom, region.left:region.right, :]
-    box_mask = mask[:, region.top:region.bottom, region.left:region.right]
+    box_image = image[:, region.top : region.bottom, region.left : region.right, :]
+    box_mask = mask[:, region.top : region.bottom, region.left : region.right]
     if upscaler is not None and (region.width > region.box_width or region.height > region.box_height):
         box_image = upscaler(box_image)
     return (

@@ -16,7 +16,5 @@ def switch_step(steps: int, lam: float) -> int:
     if steps < 1:
         raise DreamMixInputError(f"steps must be at least 1, got {steps}.")
     if not 0.0 <= lam <= 1.0:
-        raise DreamMixInputError(
-            f"switch λ must be between 0 (LCG only) and 1 (GCH only), got {lam}."
-        )
+        raise DreamMixInputError(f"switch λ must be between 0 (LCG only) and 1 (GCH only), got {lam}.")
     return steps - round(lam * steps)

@@ -22,8 +22,26 @@ def is_inpainting_model(model) -> bool:
 def spatial_factor(vae) -> int:
     factor = vae.spacial_compression_encode()
     if not isinstance(factor, int):
-        raise DreamMixInputError("This VAE is not an image VAE with a fixed pixel-per-latent ratio: DreamMix needs one.")
+        raise DreamMixInputError(
+            "This VAE is not an image VAE with a fixed pixel-per-latent ratio: DreamMix needs one."
+        )
     return factor
+
+
+def size_conditioning(conditioning: list, pixels: torch.Tensor) -> list:
+    """SDXL's size conditioning set to the stage's own image (the crop in LCG), whatever the encoder set."""
+    height, width = pixels.shape[1:3]
+    return node_helpers.conditioning_set_values(
+        conditioning,
+        {
+            "width": width,
+            "height": height,
+            "target_width": width,
+            "target_height": height,
+            "crop_w": 0,
+            "crop_h": 0,
+        },
+    )
 
 
 def inpaint_conditioning(conditioning: list, vae, pixels: torch.Tensor, mask: torch.Tensor) -> list:
@@ -78,9 +96,10 @@ class ComfyBackend:
         return sampler.sigmas
 
     def denoise(self, stage: Stage) -> StageResult:
-        sigmas = self.sigmas(stage.steps)[stage.start:stage.end + 1]
+        sigmas = self.sigmas(stage.steps)[stage.start : stage.end + 1]
         positive = self.local_positive if stage.name == "local" and self.local_positive is not None else self.positive
-        negative = self.negative
+        positive = size_conditioning(positive, stage.pixels)
+        negative = size_conditioning(self.negative, stage.pixels)
         if is_inpainting_model(self.model):
             positive = inpaint_conditioning(positive, self.vae, stage.pixels, stage.mask)
             negative = inpaint_conditioning(negative, self.vae, stage.pixels, stage.mask)
@@ -89,9 +108,18 @@ class ComfyBackend:
         x0: dict = {}
         callback = latent_preview.prepare_callback(self.model, len(sigmas) - 1, x0)
         samples = comfy.sample.sample_custom(
-            self.model, noise, self.cfg, comfy.samplers.sampler_object(self.sampler_name), sigmas, positive, negative,
-            latent, noise_mask=stage.mask.unsqueeze(1), callback=callback,
-            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=stage.seed,
+            self.model,
+            noise,
+            self.cfg,
+            comfy.samplers.sampler_object(self.sampler_name),
+            sigmas,
+            positive,
+            negative,
+            latent,
+            noise_mask=stage.mask.unsqueeze(1),
+            callback=callback,
+            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+            seed=stage.seed,
         )
         denoised = self.model.model.process_latent_out(x0["x0"].to(samples.device, samples.dtype))
         return StageResult(latent=samples, denoised=denoised)

@@ -50,10 +50,17 @@ def upscaler_from(upscale_model):
         upscale_model.to(device)
         try:
             pixels = image.movedim(-1, 1).to(device)
-            pbar = comfy.utils.ProgressBar(comfy.utils.get_tiled_scale_steps(pixels.shape[3], pixels.shape[2], 512, 512, 32))
+            pbar = comfy.utils.ProgressBar(
+                comfy.utils.get_tiled_scale_steps(pixels.shape[3], pixels.shape[2], 512, 512, 32)
+            )
             out = comfy.utils.tiled_scale(
-                pixels, lambda tile: upscale_model(tile), tile_x=512, tile_y=512, overlap=32,
-                upscale_amount=upscale_model.scale, pbar=pbar,
+                pixels,
+                lambda tile: upscale_model(tile),
+                tile_x=512,
+                tile_y=512,
+                overlap=32,
+                upscale_amount=upscale_model.scale,
+                pbar=pbar,
             )
         finally:
             upscale_model.to("cpu")
@@ -64,49 +71,90 @@ def upscaler_from(upscale_model):
 
 # Inputs shared by several nodes, so each is described once.
 def _seed() -> io.Int.Input:
-    return io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                        tooltip="Noise seed. GCH uses the next seed, so its fresh noise differs from LCG's.")
+    return io.Int.Input(
+        "seed",
+        default=0,
+        min=0,
+        max=0xFFFFFFFFFFFFFFFF,
+        control_after_generate=True,
+        tooltip="Noise seed. GCH uses the next seed, so its fresh noise differs from LCG's.",
+    )
 
 
 def _steps() -> io.Int.Input:
-    return io.Int.Input("steps", default=30, min=1, max=10000,
-                        tooltip="Total steps of the one schedule LCG and GCH share (released code: 30).")
+    return io.Int.Input(
+        "steps",
+        default=30,
+        min=1,
+        max=10000,
+        tooltip="Total steps of the one schedule LCG and GCH share (released code: 30).",
+    )
 
 
 def _cfg() -> io.Float.Input:
-    return io.Float.Input("cfg", default=4.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                          tooltip="Classifier-free guidance scale (released code: 4).")
+    return io.Float.Input(
+        "cfg",
+        default=4.0,
+        min=0.0,
+        max=100.0,
+        step=0.1,
+        round=0.01,
+        tooltip="Classifier-free guidance scale (released code: 4).",
+    )
 
 
 def _sampler() -> io.Combo.Input:
-    return io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="dpmpp_2m_sde",
-                          tooltip="Any ComfyUI sampler (released code: DPM++ 2M SDE).")
+    return io.Combo.Input(
+        "sampler_name",
+        options=comfy.samplers.SAMPLER_NAMES,
+        default="dpmpp_2m_sde",
+        tooltip="Any ComfyUI sampler (released code: DPM++ 2M SDE).",
+    )
 
 
 def _scheduler() -> io.Combo.Input:
-    return io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="karras",
-                          tooltip="Any ComfyUI scheduler (released code: Karras).")
+    return io.Combo.Input(
+        "scheduler",
+        options=comfy.samplers.SCHEDULER_NAMES,
+        default="karras",
+        tooltip="Any ComfyUI scheduler (released code: Karras).",
+    )
 
 
 def _switch() -> io.Float.Input:
     return io.Float.Input(
-        "switch", default=round(RELEASED_CODE_LAMBDA, 3), min=0.0, max=1.0, step=0.001, round=0.001,
+        "switch",
+        default=round(RELEASED_CODE_LAMBDA, 3),
+        min=0.0,
+        max=1.0,
+        step=0.001,
+        round=0.001,
         tooltip="The paper's λ: share of the steps given to global harmonization. 0 = local generation only, "
-                "1 = plain full-image inpaint. 0.333 switches at step 20 of 30 like the released code; "
-                "the paper reports λ = 0.7.",
+        "1 = plain full-image inpaint. 0.333 switches at step 20 of 30 like the released code; "
+        "the paper reports λ = 0.7.",
     )
 
 
 def _context() -> io.Float.Input:
-    return io.Float.Input("context_factor", default=RELEASED_CONTEXT_FACTOR, min=0.0, max=1.0, step=0.01,
-                          tooltip="The local crop covers at least this share of the image's width and height "
-                                  "(released notebook: 0.5; the code's signature default: 0.618).")
+    return io.Float.Input(
+        "context_factor",
+        default=RELEASED_CONTEXT_FACTOR,
+        min=0.0,
+        max=1.0,
+        step=0.01,
+        tooltip="The local crop covers at least this share of the image's width and height "
+        "(released notebook: 0.5; the code's signature default: 0.618).",
+    )
 
 
 def _feather() -> io.Int.Input:
-    return io.Int.Input("feather", default=FEATHER, min=0, max=256,
-                        tooltip="Pixels of linear ramp outside the mask when pasting; beyond it the original "
-                                "pixels come back exactly.")
+    return io.Int.Input(
+        "feather",
+        default=FEATHER,
+        min=0,
+        max=256,
+        tooltip="Pixels of linear ramp outside the mask when pasting; beyond it the original pixels come back exactly.",
+    )
 
 
 def _image(tooltip: str = "The scene to inpaint (one image).") -> io.Image.Input:
@@ -140,15 +188,26 @@ class DreamMixLocalCrop(io.ComfyNode):
             display_name="DreamMix Local Crop",
             category=CATEGORY,
             description="Cuts the context box around the mask, resized to the model's working size, with the "
-                        "masked pixels pre-filled from their surroundings (the input of LCG).",
+            "masked pixels pre-filled from their surroundings (the input of LCG).",
             inputs=[
-                _image(), _mask(),
-                io.Int.Input("resolution", default=1024, min=64, max=8192, step=64,
-                             tooltip="Working resolution of the model: the crop's area is about its square "
-                                     "(1024 for SDXL, 512 for SD1.5); sides are multiples of 64."),
-                _context(), _feather(),
-                io.UpscaleModel.Input("upscale_model", optional=True,
-                                      tooltip="Optional super-resolution model for crops smaller than the working size."),
+                _image(),
+                _mask(),
+                io.Int.Input(
+                    "resolution",
+                    default=1024,
+                    min=64,
+                    max=8192,
+                    step=64,
+                    tooltip="Working resolution of the model: the crop's area is about its square "
+                    "(1024 for SDXL, 512 for SD1.5); sides are multiples of 64.",
+                ),
+                _context(),
+                _feather(),
+                io.UpscaleModel.Input(
+                    "upscale_model",
+                    optional=True,
+                    tooltip="Optional super-resolution model for crops smaller than the working size.",
+                ),
             ],
             outputs=[
                 io.Image.Output("local_image", tooltip="The crop at working size, masked pixels pre-filled."),
@@ -173,19 +232,27 @@ class DreamMixLocalSampler(io.ComfyNode):
             display_name="DreamMix LCG Sampler",
             category=CATEGORY,
             description="Local Content Generation: denoises the crop from the first step to the switch step "
-                        "and returns the denoised estimate there.",
+            "and returns the denoised estimate there.",
             inputs=[
                 *_model_inputs(),
                 io.Image.Input("local_image", tooltip="From DreamMix Local Crop."),
                 io.Mask.Input("local_mask", tooltip="From DreamMix Local Crop."),
-                _seed(), _steps(), _cfg(), _sampler(), _scheduler(), _switch(),
+                _seed(),
+                _steps(),
+                _cfg(),
+                _sampler(),
+                _scheduler(),
+                _switch(),
             ],
-            outputs=[io.Latent.Output("local_latent", tooltip="Denoised (x0) estimate of the crop at the switch step.")],
+            outputs=[
+                io.Latent.Output("local_latent", tooltip="Denoised (x0) estimate of the crop at the switch step.")
+            ],
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, vae, local_image, local_mask, seed, steps, cfg, sampler_name,
-                scheduler, switch) -> io.NodeOutput:
+    def execute(
+        cls, model, positive, negative, vae, local_image, local_mask, seed, steps, cfg, sampler_name, scheduler, switch
+    ) -> io.NodeOutput:
         backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler)
         local_mask = validate_image_and_mask(local_image, local_mask)
         step = switch_step(steps, switch)
@@ -204,12 +271,14 @@ class DreamMixLocalReplace(io.ComfyNode):
             display_name="DreamMix Local Replace",
             category=CATEGORY,
             description="Pastes the LCG result into the full image with a feathered mask and encodes it, with "
-                        "the mask attached as noise mask, ready for GCH.",
+            "the mask attached as noise mask, ready for GCH.",
             inputs=[
                 io.Vae.Input("vae", tooltip="The VAE of the model."),
                 io.Latent.Input("local_latent", tooltip="From DreamMix LCG Sampler."),
                 Region.Input("region", tooltip="From DreamMix Local Crop."),
-                _image("The original scene."), _mask(), _feather(),
+                _image("The original scene."),
+                _mask(),
+                _feather(),
             ],
             outputs=[
                 io.Latent.Output("latent", tooltip="The composite's latent with the mask as noise mask."),
@@ -240,27 +309,37 @@ class DreamMixGlobalSampler(io.ComfyNode):
             display_name="DreamMix GCH Sampler",
             category=CATEGORY,
             description="Global Context Harmonization: restarts at the switch step with fresh noise on the full "
-                        "image and denoises to the end.",
+            "image and denoises to the end.",
             inputs=[
                 *_model_inputs(),
                 io.Latent.Input("latent", tooltip="From DreamMix Local Replace (carries the noise mask)."),
                 io.Image.Input("composite", tooltip="From DreamMix Local Replace; inpainting models see it masked."),
-                _seed(), _steps(), _cfg(), _sampler(), _scheduler(), _switch(),
+                _seed(),
+                _steps(),
+                _cfg(),
+                _sampler(),
+                _scheduler(),
+                _switch(),
             ],
-            outputs=[io.Latent.Output("harmonized", tooltip="The harmonised full-image latent; decode it with VAE Decode.")],
+            outputs=[
+                io.Latent.Output("harmonized", tooltip="The harmonised full-image latent; decode it with VAE Decode.")
+            ],
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, vae, latent, composite, seed, steps, cfg, sampler_name, scheduler,
-                switch) -> io.NodeOutput:
+    def execute(
+        cls, model, positive, negative, vae, latent, composite, seed, steps, cfg, sampler_name, scheduler, switch
+    ) -> io.NodeOutput:
         backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler)
         if "noise_mask" not in latent:
             raise DreamMixInputError("The latent has no noise mask: connect DreamMix Local Replace's latent.")
         mask = latent["noise_mask"].reshape((-1,) + tuple(latent["noise_mask"].shape[-2:]))
         pixels, mask = pad_for_latent(composite, (mask >= 0.5).float(), backend.spatial_factor)
         if tuple(pixels.shape[1:3]) != tuple(mask.shape[-2:]):
-            raise DreamMixInputError("The composite image and the latent's mask differ in size: connect both "
-                                     "outputs of the same DreamMix Local Replace.")
+            raise DreamMixInputError(
+                "The composite image and the latent's mask differ in size: connect both "
+                "outputs of the same DreamMix Local Replace."
+            )
         step = switch_step(steps, switch)
         if step == steps:
             return io.NodeOutput(latent)
@@ -276,11 +355,12 @@ class DreamMixComposite(io.ComfyNode):
             display_name="DreamMix Composite",
             category=CATEGORY,
             description="Blends the generated image onto the original with the feathered mask: outside mask and "
-                        "feather the original pixels come back exactly.",
+            "feather the original pixels come back exactly.",
             inputs=[
                 _image("The original scene."),
                 io.Image.Input("generated", tooltip="The decoded GCH result."),
-                _mask(), _feather(),
+                _mask(),
+                _feather(),
             ],
             outputs=[io.Image.Output("result", tooltip="The final image, at the original's size.")],
         )
@@ -298,32 +378,74 @@ class DreamMixInpaint(io.ComfyNode):
             display_name="DreamMix Inpaint",
             category=CATEGORY,
             description="The whole DreamMix inference: local content generation on a context crop, then global "
-                        "harmonization of the full image, composited so the background stays exact.",
+            "harmonization of the full image, composited so the background stays exact.",
             inputs=[
-                *_model_inputs(), _image(), _mask(),
-                _seed(), _steps(), _cfg(), _sampler(), _scheduler(), _switch(), _context(),
-                io.Int.Input("resolution", default=0, min=0, max=8192, step=64,
-                             tooltip="Working resolution of the local crop; 0 = the model family's native size "
-                                     "(512 for SD1.5, 1024 for SDXL)."),
+                *_model_inputs(),
+                _image(),
+                _mask(),
+                _seed(),
+                _steps(),
+                _cfg(),
+                _sampler(),
+                _scheduler(),
+                _switch(),
+                _context(),
+                io.Int.Input(
+                    "resolution",
+                    default=0,
+                    min=0,
+                    max=8192,
+                    step=64,
+                    tooltip="Working resolution of the local crop; 0 = the model family's native size "
+                    "(512 for SD1.5, 1024 for SDXL).",
+                ),
                 _feather(),
-                io.Conditioning.Input("local_positive", optional=True,
-                                      tooltip="Optional positive used by LCG only, e.g. the TAS-decomposed prompt; "
-                                              "GCH always uses 'positive'."),
-                io.UpscaleModel.Input("upscale_model", optional=True,
-                                      tooltip="Optional super-resolution model for crops smaller than the working size."),
+                io.Conditioning.Input(
+                    "local_positive",
+                    optional=True,
+                    tooltip="Optional positive used by LCG only, e.g. the TAS-decomposed prompt; "
+                    "GCH always uses 'positive'.",
+                ),
+                io.UpscaleModel.Input(
+                    "upscale_model",
+                    optional=True,
+                    tooltip="Optional super-resolution model for crops smaller than the working size.",
+                ),
             ],
             outputs=[io.Image.Output("result", tooltip="The inpainted image, at the input's size.")],
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, vae, image, mask, seed, steps, cfg, sampler_name, scheduler, switch,
-                context_factor, resolution, feather, local_positive=None, upscale_model=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        model,
+        positive,
+        negative,
+        vae,
+        image,
+        mask,
+        seed,
+        steps,
+        cfg,
+        sampler_name,
+        scheduler,
+        switch,
+        context_factor,
+        resolution,
+        feather,
+        local_positive=None,
+        upscale_model=None,
+    ) -> io.NodeOutput:
         backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive)
         settings = InpaintSettings(steps, switch, seed, context_factor, resolution or native_resolution(model), feather)
         return io.NodeOutput(dreammix_inpaint(backend, image, mask, settings, upscaler_from(upscale_model)))
 
 
 NODES: list[type[io.ComfyNode]] = [
-    DreamMixLocalCrop, DreamMixLocalSampler, DreamMixLocalReplace, DreamMixGlobalSampler, DreamMixComposite,
+    DreamMixLocalCrop,
+    DreamMixLocalSampler,
+    DreamMixLocalReplace,
+    DreamMixGlobalSampler,
+    DreamMixComposite,
     DreamMixInpaint,
 ]

@@ -48,7 +48,7 @@ def test_feather_is_one_inside_linear_outside_zero_beyond() -> None:
     assert torch.isclose(alpha[0, 100, 110], torch.tensor(31 / 32))
     assert torch.isclose(alpha[0, 100, 109 + 16], torch.tensor(16 / 32))
     assert alpha[0, 100, 109 + 32] == 0 and alpha[0, 100, 109 + 31] > 0
-    assert torch.all(alpha[:, :90 - 32] == 0) and torch.all(alpha[:, :, 110 + 31:] == 0)
+    assert torch.all(alpha[:, : 90 - 32] == 0) and torch.all(alpha[:, :, 110 + 31 :] == 0)
 
 
 def test_blend_returns_the_base_bit_for_bit_where_alpha_is_zero() -> None:

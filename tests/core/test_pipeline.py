@@ -4,11 +4,11 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
+from tiny_models import tiny_backend
 
 from dreammix_core.blend import feather_mask
 from dreammix_core.errors import DreamMixInputError
 from dreammix_core.pipeline import InpaintSettings, Stage, StageResult, dreammix_inpaint, fresh_seed
-from tiny_models import tiny_backend
 
 
 @dataclass
@@ -77,7 +77,10 @@ def test_tiny_sdxl_inpaint_keeps_background_bit_exact_and_size() -> None:
 def test_same_seed_same_output_other_seed_other_output(inpainting: bool) -> None:
     backend = tiny_backend(inpainting)
     image, mask = scene(128, 128)
-    run = lambda seed: dreammix_inpaint(backend, image, mask, InpaintSettings(steps=4, resolution=128, seed=seed))
+
+    def run(seed: int) -> torch.Tensor:
+        return dreammix_inpaint(backend, image, mask, InpaintSettings(steps=4, resolution=128, seed=seed))
+
     first = run(3)
     assert torch.equal(first, run(3))
     assert not torch.equal(first, run(4))

@@ -51,7 +51,9 @@ def tiny_scheduler() -> EulerDiscreteScheduler:
 
 def prompt(seed: int) -> PromptEmbeddings:
     generator = torch.Generator().manual_seed(seed)
-    return PromptEmbeddings(torch.randn(1, 77, TEXT_DIM, generator=generator), torch.randn(1, POOLED_DIM, generator=generator))
+    return PromptEmbeddings(
+        torch.randn(1, 77, TEXT_DIM, generator=generator), torch.randn(1, POOLED_DIM, generator=generator)
+    )
 
 
 def tiny_backend(inpainting: bool = True, guidance_scale: float = 4.0) -> DiffusersBackend:
