@@ -7,13 +7,14 @@ The method itself lives in `dreammix_core`, which imports nothing from ComfyUI.
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
+from .nodes.attributes import NODES as ATTRIBUTE_NODES
 from .nodes.inpaint import NODES as INPAINT_NODES
 
 
 class DreamMixExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [*INPAINT_NODES]
+        return [*INPAINT_NODES, *ATTRIBUTE_NODES]
 
 
 async def comfy_entrypoint() -> DreamMixExtension:

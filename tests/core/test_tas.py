@@ -1,0 +1,90 @@
+"""Textual Attribute Substitution math, independent of any text encoder."""
+
+import pytest
+import torch
+
+from dreammix_core.errors import DreamMixInputError
+from dreammix_core.tas import (
+    attribute_positions,
+    decompose_tokens,
+    fill_template,
+    find_positions,
+    orthonormal_basis,
+    parse_attribute_list,
+    reject,
+)
+
+
+def test_parse_attribute_list() -> None:
+    assert parse_attribute_list(" Light  Blue, clay;clay\nPolka-Dotted. ,") == ["light blue", "clay", "polka-dotted"]
+    assert parse_attribute_list(" , ;") == []
+
+
+def test_template_needs_its_placeholder() -> None:
+    assert fill_template("a photo of a sks {attributes}", ["light blue", "clay"]) == "a photo of a sks light blue clay"
+    with pytest.raises(DreamMixInputError, match="attributes"):
+        fill_template("a photo", ["clay"])
+
+
+def test_positions_of_multi_token_and_repeated_words() -> None:
+    text = [49406, 320, 1125, 539, 320, 2151, 1892, 2151, 2562, 49407]
+    assert find_positions(text, [2151, 1892]) == [5, 6]
+    assert find_positions(text, [2151]) == [5, 7]
+    assert attribute_positions(text, {"light blue": [2151, 1892], "clay": [2562]}) == [5, 6, 8]
+
+
+@pytest.mark.parametrize("tokens, message", [([], "tokenises to nothing"), ([7], "does not appear")])
+def test_missing_attributes_are_refused(tokens: list[int], message: str) -> None:
+    with pytest.raises(DreamMixInputError, match=message):
+        attribute_positions([1, 2, 3], {"word": tokens})
+
+
+def test_rejection_is_a_projection_onto_the_complement_of_the_span() -> None:
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 64, generator=generator)
+    directions = torch.stack([a[0], a[1], a[0] + 0.5 * a[1]])  # rank 2, not orthogonal
+    basis = orthonormal_basis(directions)
+    assert basis.shape == (64, 2)
+    vectors = torch.randn(10, 64, generator=generator)
+    rejected = reject(vectors, basis)
+    cosines = (
+        torch.nn.functional.normalize(rejected.double(), dim=-1)
+        @ torch.nn.functional.normalize(directions.double(), dim=-1).T
+    )
+    assert cosines.abs().max() < 1e-5
+    assert torch.allclose(reject(rejected, basis), rejected, atol=1e-6)
+
+
+def test_sequential_rejection_would_not_be_orthogonal() -> None:
+    """Why the span is projected at once: rejecting non-orthogonal directions in turn leaves a residue."""
+    generator = torch.Generator().manual_seed(1)
+    a, b = torch.randn(2, 32, generator=generator, dtype=torch.float64)
+    b = b + 2 * a
+    x = torch.randn(32, generator=generator, dtype=torch.float64)
+    for d in (a, b):
+        x = x - (x @ d) / (d @ d) * d
+    assert abs(float(x @ a)) / (x.norm() * a.norm()) > 1e-3
+
+
+def test_decompose_touches_only_content_tokens_and_each_slice_in_its_space() -> None:
+    generator = torch.Generator().manual_seed(2)
+    embedding = torch.randn(1, 8, 12, generator=generator)
+    content = torch.tensor([False, True, True, True, False, False, True, False])
+    left, right = torch.randn(2, 4, generator=generator), torch.randn(3, 8, generator=generator)
+    out = decompose_tokens(embedding, content, [(0, 4, left), (4, 12, right)])
+    assert torch.equal(out[:, ~content], embedding[:, ~content])
+    for begin, end, directions in [(0, 4, left), (4, 12, right)]:
+        cos = (
+            torch.nn.functional.normalize(out[0, content, begin:end], dim=-1)
+            @ torch.nn.functional.normalize(directions, dim=-1).T
+        )
+        assert cos.abs().max() < 1e-5
+
+
+def test_strength_zero_is_the_identity_and_strength_is_checked() -> None:
+    embedding = torch.randn(1, 5, 6)
+    directions = torch.randn(2, 6)
+    content = torch.ones(5, dtype=torch.bool)
+    assert torch.equal(decompose_tokens(embedding, content, [(0, 6, directions)], 0.0), embedding)
+    with pytest.raises(DreamMixInputError, match="strength"):
+        decompose_tokens(embedding, content, [(0, 6, directions)], 1.5)
