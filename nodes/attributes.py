@@ -1,10 +1,18 @@
-"""Attribute editing nodes: Textual Attribute Substitution on ComfyUI's CLIP."""
+"""Attribute editing nodes: attribute words from a VLM, ADM prompts, and TAS on ComfyUI's CLIP."""
 
 from __future__ import annotations
 
+import os
+
+import comfy.model_management
+import comfy.model_patcher
+import folder_paths
+import numpy as np
 import torch
 from comfy_api.latest import io
+from PIL import Image
 
+from ..dreammix_core.attributes import edit_prompt, instance_prompt, regular_prompts
 from ..dreammix_core.errors import DreamMixInputError
 from ..dreammix_core.tas import (
     DEFAULT_ATTRIBUTE_TEMPLATE,
@@ -18,6 +26,10 @@ from ..dreammix_core.tas import (
 )
 
 CATEGORY = "DreamMix/attributes"
+VLM_FOLDER = "vlm"
+NO_VLM = "none (type the attributes)"
+
+folder_paths.add_model_folder_path(VLM_FOLDER, os.path.join(folder_paths.models_dir, VLM_FOLDER))
 
 ENCODER_WIDTHS = {"l": 768, "g": 1280, "h": 1024}
 """Width of each CLIP text encoder's slice, by ComfyUI's tokenizer key."""
@@ -131,4 +143,132 @@ class DreamMixTextualAttributeSubstitution(io.ComfyNode):
         return io.NodeOutput(decomposed, plain)
 
 
-NODES: list[type[io.ComfyNode]] = [DreamMixTextualAttributeSubstitution]
+def vlm_choices() -> list[str]:
+    """Sub-folders of ComfyUI's `vlm` model folders that hold a model (a config.json)."""
+    found = []
+    for root in folder_paths.get_folder_paths(VLM_FOLDER):
+        if os.path.isdir(root):
+            found += sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, "config.json")))
+    return [NO_VLM, *found]
+
+
+def _vlm_source(choice: str, hub_id: str) -> str | None:
+    if hub_id.strip():
+        return hub_id.strip()
+    if choice == NO_VLM:
+        return None
+    for root in folder_paths.get_folder_paths(VLM_FOLDER):
+        if os.path.isdir(os.path.join(root, choice)):
+            return os.path.join(root, choice)
+    raise DreamMixInputError(f"The VLM folder '{choice}' is no longer in models/{VLM_FOLDER}: refresh the node.")
+
+
+class _VLMHolder(torch.nn.Module):
+    """ModelPatcher records its device on the module; transformers models make `device` read-only."""
+
+    def __init__(self, vlm: torch.nn.Module) -> None:
+        super().__init__()
+        self.vlm = vlm
+
+
+_LOADED_VLMS: dict[str, tuple[comfy.model_patcher.ModelPatcher, object]] = {}
+
+
+def loaded_vlm(source: str) -> tuple[torch.nn.Module, object]:
+    """Loads a VLM once and hands it to ComfyUI's memory management, which places it and evicts others."""
+    from ..dreammix_core.vlm import load_vlm
+
+    if source not in _LOADED_VLMS:
+        model, processor = load_vlm(source, dtype=comfy.model_management.text_encoder_dtype())
+        patcher = comfy.model_patcher.ModelPatcher(
+            _VLMHolder(model),
+            load_device=comfy.model_management.get_torch_device(),
+            offload_device=comfy.model_management.unet_offload_device(),
+            size=comfy.model_management.module_size(model),
+        )
+        _LOADED_VLMS[source] = (patcher, processor)
+    patcher, processor = _LOADED_VLMS[source]
+    comfy.model_management.load_models_gpu([patcher], force_full_load=True)
+    return patcher.model.vlm, processor
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    return [Image.fromarray((image[..., :3].cpu().numpy() * 255).round().astype(np.uint8)) for image in images]
+
+
+class DreamMixAttributeRefine(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DreamMixAttributeRefine",
+            display_name="DreamMix Attribute Refine",
+            category=CATEGORY,
+            description="The subject's attribute words (colour, material, texture, shape, pattern), from a "
+            "vision-language model or typed, and the prompts DreamMix builds from them.",
+            inputs=[
+                io.Image.Input("subject_images", tooltip="Photos of the subject (a batch)."),
+                io.String.Input("class_word", default="backpack", tooltip="What the subject is: 'dog', 'teapot'."),
+                io.String.Input(
+                    "typed_attributes",
+                    default="",
+                    tooltip="Type the attributes (comma-separated) to skip the VLM entirely; leave empty to ask it.",
+                ),
+                io.Combo.Input(
+                    "vlm",
+                    options=vlm_choices(),
+                    default=NO_VLM,
+                    tooltip="An image-text-to-text model folder under models/vlm (any chat VLM transformers loads).",
+                ),
+                io.String.Input(
+                    "vlm_hub_id",
+                    default="",
+                    tooltip="Or a Hugging Face id already in the local cache; overrides the folder choice.",
+                ),
+                io.Int.Input("max_new_tokens", default=48, min=4, max=512, tooltip="Length of the VLM's answer."),
+            ],
+            outputs=[
+                io.String.Output("attributes", tooltip="Comma-separated attribute words: TAS's original attributes."),
+                io.String.Output("instance_prompt", tooltip="'a photo of a sks <class>' for subject training."),
+                io.String.Output("regular_prompts", tooltip="ADM's regular prompts, one per line, without 'sks'."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, subject_images, class_word, typed_attributes, vlm, vlm_hub_id, max_new_tokens) -> io.NodeOutput:
+        words = parse_attribute_list(typed_attributes)
+        if not words:
+            source = _vlm_source(vlm, vlm_hub_id)
+            if source is None:
+                raise DreamMixInputError("Type the subject's attributes, or choose a VLM to find them.")
+            from ..dreammix_core.vlm import describe_subject
+
+            model, processor = loaded_vlm(source)
+            words = describe_subject(model, processor, to_pil(subject_images), class_word, max_new_tokens)
+            if not words:
+                raise DreamMixInputError("The VLM named no attributes: type them instead, or try another VLM.")
+        prompts = regular_prompts(class_word, words)
+        return io.NodeOutput(", ".join(words), instance_prompt(class_word), "\n".join(prompts))
+
+
+class DreamMixEditPrompt(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DreamMixEditPrompt",
+            display_name="DreamMix Edit Prompt",
+            category=CATEGORY,
+            description="Builds 'a photo of a <edit> sks <class> <scene>' for an attribute edit.",
+            inputs=[
+                io.String.Input("class_word", default="backpack", tooltip="What the subject is."),
+                io.String.Input("edit", default="red", tooltip="The new attributes, e.g. 'red' or 'glass'."),
+                io.String.Input("scene", default="", tooltip="Optional words after the subject, e.g. 'on the grass'."),
+            ],
+            outputs=[io.String.Output("prompt", tooltip="The edit prompt for TAS or a text encoder.")],
+        )
+
+    @classmethod
+    def execute(cls, class_word, edit, scene) -> io.NodeOutput:
+        return io.NodeOutput(edit_prompt(class_word, edit, scene))
+
+
+NODES: list[type[io.ComfyNode]] = [DreamMixAttributeRefine, DreamMixEditPrompt, DreamMixTextualAttributeSubstitution]
