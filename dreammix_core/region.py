@@ -65,15 +65,17 @@ def validate_image_and_mask(image: torch.Tensor, mask: torch.Tensor) -> torch.Te
             f"DreamMix inpaints one image at a time (image batch {image.shape[0]}, mask batch "
             f"{mask.shape[0]}): each mask gets its own crop. Split the batch, e.g. with 'Image From Batch'."
         )
+    mask = binarize(mask)
+    if not mask.any():
+        raise DreamMixInputError(
+            "The mask is empty: paint the area where the subject should go (values of 0.5 or more count as masked). "
+            "Load Image gives an empty mask when the image has no alpha channel: paint one in the mask editor or "
+            "use Load Image (as Mask)."
+        )
     if tuple(mask.shape[-2:]) != tuple(image.shape[1:3]):
         raise DreamMixInputError(
             f"The mask is {mask.shape[-1]}x{mask.shape[-2]} but the image is "
             f"{image.shape[2]}x{image.shape[1]}: they must be the same size."
-        )
-    mask = binarize(mask)
-    if not mask.any():
-        raise DreamMixInputError(
-            "The mask is empty: paint the area where the subject should go (values of 0.5 or more count as masked)."
         )
     return mask
 

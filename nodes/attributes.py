@@ -113,8 +113,12 @@ class DreamMixTextualAttributeSubstitution(io.ComfyNode):
                 ),
             ],
             outputs=[
-                io.Conditioning.Output("decomposed", tooltip="For LCG: DreamMix Inpaint's local_positive."),
-                io.Conditioning.Output("plain", tooltip="The plain encoding, for GCH: DreamMix Inpaint's positive."),
+                io.Conditioning.Output(
+                    "decomposed", display_name="decomposed", tooltip="For LCG: DreamMix Inpaint's local_positive."
+                ),
+                io.Conditioning.Output(
+                    "plain", display_name="plain", tooltip="The plain encoding, for GCH: DreamMix Inpaint's positive."
+                ),
             ],
         )
 
@@ -227,9 +231,21 @@ class DreamMixAttributeRefine(io.ComfyNode):
                 io.Int.Input("max_new_tokens", default=48, min=4, max=512, tooltip="Length of the VLM's answer."),
             ],
             outputs=[
-                io.String.Output("attributes", tooltip="Comma-separated attribute words: TAS's original attributes."),
-                io.String.Output("instance_prompt", tooltip="'a photo of a sks <class>' for subject training."),
-                io.String.Output("regular_prompts", tooltip="ADM's regular prompts, one per line, without 'sks'."),
+                io.String.Output(
+                    "attributes",
+                    display_name="attributes",
+                    tooltip="Comma-separated attribute words: TAS's original attributes.",
+                ),
+                io.String.Output(
+                    "instance_prompt",
+                    display_name="instance_prompt",
+                    tooltip="'a photo of a sks <class>' for subject training.",
+                ),
+                io.String.Output(
+                    "regular_prompts",
+                    display_name="regular_prompts",
+                    tooltip="ADM's regular prompts, one per line, without 'sks'.",
+                ),
             ],
         )
 
@@ -263,7 +279,9 @@ class DreamMixEditPrompt(io.ComfyNode):
                 io.String.Input("edit", default="red", tooltip="The new attributes, e.g. 'red' or 'glass'."),
                 io.String.Input("scene", default="", tooltip="Optional words after the subject, e.g. 'on the grass'."),
             ],
-            outputs=[io.String.Output("prompt", tooltip="The edit prompt for TAS or a text encoder.")],
+            outputs=[
+                io.String.Output("prompt", display_name="prompt", tooltip="The edit prompt for TAS or a text encoder.")
+            ],
         )
 
     @classmethod

@@ -44,13 +44,10 @@ def size_conditioning(conditioning: list, pixels: torch.Tensor) -> list:
     )
 
 
-def inpaint_conditioning(conditioning: list, vae, pixels: torch.Tensor, mask: torch.Tensor) -> list:
-    """Adds the masked image (masked pixels grey) and the mask, as ComfyUI's inpainting models expect."""
+def masked_image_latent(vae, pixels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The image with its masked pixels grey, encoded: what ComfyUI's inpainting models take as extra input."""
     keep = (1.0 - mask).unsqueeze(-1)
-    masked = (pixels[..., :3] - 0.5) * keep + 0.5
-    return node_helpers.conditioning_set_values(
-        conditioning, {"concat_latent_image": vae.encode(masked), "concat_mask": mask.unsqueeze(1)}
-    )
+    return vae.encode((pixels[..., :3] - 0.5) * keep + 0.5)
 
 
 class ComfyBackend:
@@ -101,8 +98,12 @@ class ComfyBackend:
         positive = size_conditioning(positive, stage.pixels)
         negative = size_conditioning(self.negative, stage.pixels)
         if is_inpainting_model(self.model):
-            positive = inpaint_conditioning(positive, self.vae, stage.pixels, stage.mask)
-            negative = inpaint_conditioning(negative, self.vae, stage.pixels, stage.mask)
+            extra = {
+                "concat_latent_image": masked_image_latent(self.vae, stage.pixels, stage.mask),
+                "concat_mask": stage.mask.unsqueeze(1),
+            }
+            positive = node_helpers.conditioning_set_values(positive, extra)
+            negative = node_helpers.conditioning_set_values(negative, extra)
         latent = comfy.sample.fix_empty_latent_channels(self.model, stage.latent)
         noise = comfy.sample.prepare_noise(latent, stage.seed)
         x0: dict = {}

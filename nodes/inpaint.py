@@ -210,9 +210,17 @@ class DreamMixLocalCrop(io.ComfyNode):
                 ),
             ],
             outputs=[
-                io.Image.Output("local_image", tooltip="The crop at working size, masked pixels pre-filled."),
-                io.Mask.Output("local_mask", tooltip="The mask of the crop, binary."),
-                Region.Output("region", tooltip="Where the crop lies in the image, for DreamMix Local Replace."),
+                io.Image.Output(
+                    "local_image",
+                    display_name="local_image",
+                    tooltip="The crop at working size, masked pixels pre-filled.",
+                ),
+                io.Mask.Output("local_mask", display_name="local_mask", tooltip="The mask of the crop, binary."),
+                Region.Output(
+                    "region",
+                    display_name="region",
+                    tooltip="Where the crop lies in the image, for DreamMix Local Replace.",
+                ),
             ],
         )
 
@@ -245,7 +253,11 @@ class DreamMixLocalSampler(io.ComfyNode):
                 _switch(),
             ],
             outputs=[
-                io.Latent.Output("local_latent", tooltip="Denoised (x0) estimate of the crop at the switch step.")
+                io.Latent.Output(
+                    "local_latent",
+                    display_name="local_latent",
+                    tooltip="Denoised (x0) estimate of the crop at the switch step.",
+                )
             ],
         )
 
@@ -281,8 +293,12 @@ class DreamMixLocalReplace(io.ComfyNode):
                 _feather(),
             ],
             outputs=[
-                io.Latent.Output("latent", tooltip="The composite's latent with the mask as noise mask."),
-                io.Image.Output("composite", tooltip="The scene with the LCG result pasted in."),
+                io.Latent.Output(
+                    "latent", display_name="latent", tooltip="The composite's latent with the mask as noise mask."
+                ),
+                io.Image.Output(
+                    "composite", display_name="composite", tooltip="The scene with the LCG result pasted in."
+                ),
             ],
         )
 
@@ -322,7 +338,11 @@ class DreamMixGlobalSampler(io.ComfyNode):
                 _switch(),
             ],
             outputs=[
-                io.Latent.Output("harmonized", tooltip="The harmonised full-image latent; decode it with VAE Decode.")
+                io.Latent.Output(
+                    "harmonized",
+                    display_name="harmonized",
+                    tooltip="The harmonised full-image latent; decode it with VAE Decode.",
+                )
             ],
         )
 
@@ -362,7 +382,9 @@ class DreamMixComposite(io.ComfyNode):
                 _mask(),
                 _feather(),
             ],
-            outputs=[io.Image.Output("result", tooltip="The final image, at the original's size.")],
+            outputs=[
+                io.Image.Output("result", display_name="result", tooltip="The final image, at the original's size.")
+            ],
         )
 
     @classmethod
@@ -412,7 +434,9 @@ class DreamMixInpaint(io.ComfyNode):
                     tooltip="Optional super-resolution model for crops smaller than the working size.",
                 ),
             ],
-            outputs=[io.Image.Output("result", tooltip="The inpainted image, at the input's size.")],
+            outputs=[
+                io.Image.Output("result", display_name="result", tooltip="The inpainted image, at the input's size.")
+            ],
         )
 
     @classmethod

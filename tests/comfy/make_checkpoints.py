@@ -10,19 +10,27 @@ Run it with the python that runs ComfyUI (it imports `comfy`):
 
     python make_checkpoints.py --comfyui /path/to/ComfyUI OUT_DIR [NAME ...]
 
-Existing files are skipped.  One JSON line per checkpoint goes to stdout.
+Files already written from the current recipe are skipped, stale ones rewritten.  One
+JSON line per checkpoint goes to stdout.
 """
+
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import logging
 import os
+import struct
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported for real inside functions, after import_comfy() set up sys.path
+    import torch
 
 # What ComfyUI's detect_unet_config returns for every UNet checkpoint.
 _UNET_COMMON: dict[str, Any] = {
@@ -37,25 +45,26 @@ _UNET_COMMON: dict[str, Any] = {
 }
 
 # SD1.5 is detected from model_channels 320 + context_dim 768 + no linear proj, whatever
-# the depth.  Two levels, one res block each; one transformer in the first input level,
-# the middle block and the first output level, so attention patches on input / middle /
-# output blocks are all exercised (about 80M UNet params).
+# the depth.  Two levels of one res block; the single transformer (first input level) is
+# the one detection needs to read context_dim.  About 57M UNet params; every extra
+# transformer costs 15-30% more CPU time per step.
 SD15_UNET: dict[str, Any] = {
     **_UNET_COMMON,
     "adm_in_channels": None,
     "num_res_blocks": [1, 1],
     "channel_mult": [1, 2],
     "transformer_depth": [1, 0],
-    "transformer_depth_middle": 1,
-    "transformer_depth_output": [1, 1, 0, 0],
+    "transformer_depth_middle": -1,  # middle block = one res block, no transformer
+    "transformer_depth_output": [0, 0, 0, 0],
     "use_linear_in_transformer": False,
     "context_dim": 768,
 }
 
 # The SDXL family member with the fewest transformers is Segmind-Vega: detection pins its
-# input transformer_depth [0, 0, 1, 1, 2, 2] (three levels of two res blocks) but not the
-# channel multipliers, so every level stays at 320 channels (about 110M UNet params
-# instead of Vega's 745M).  It loads as model_base.SDXL like any SDXL checkpoint.
+# input transformer_depth [0, 0, 1, 1, 2, 2] (three levels of two res blocks) but neither
+# the channel multipliers nor the middle / output blocks, so every level stays at 320
+# channels and only the input blocks have transformers (about 77M UNet params instead of
+# Vega's 745M).  It loads as model_base.SDXL like any SDXL checkpoint.
 SDXL_UNET: dict[str, Any] = {
     **_UNET_COMMON,
     "num_classes": "sequential",
@@ -63,21 +72,30 @@ SDXL_UNET: dict[str, Any] = {
     "num_res_blocks": [2, 2, 2],
     "channel_mult": [1, 1, 1],
     "transformer_depth": [0, 0, 1, 1, 2, 2],
-    "transformer_depth_middle": 1,
-    "transformer_depth_output": [0, 0, 0, 1, 1, 1, 2, 2, 2],
+    "transformer_depth_middle": -1,
+    "transformer_depth_output": [0] * 9,
     "use_linear_in_transformer": True,
     "context_dim": 2048,
 }
 
 # comfy.sd.VAE's default SD1.x / SDXL AutoencoderKL.
 SD_VAE_DDCONFIG: dict[str, Any] = {
-    "double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
-    "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [],
+    "double_z": True,
+    "z_channels": 4,
+    "resolution": 256,
+    "in_channels": 3,
+    "out_ch": 3,
+    "ch": 128,
+    "ch_mult": [1, 2, 4, 4],
+    "num_res_blocks": 2,
+    "attn_resolutions": [],
     "dropout": 0.0,
 }
 
 INPAINT_IN_CHANNELS = 9  # 4 noisy latent + 1 mask + 4 masked-image latent
 INIT_STD = 0.02
+SAVE_DTYPE = "float16"  # half the size and load time; ComfyUI still runs UNet and VAE in fp32 on CPU
+FINGERPRINT_KEY = "dreammix_test_spec"  # safetensors metadata entry naming the recipe
 
 
 @dataclass(frozen=True)
@@ -103,6 +121,27 @@ SPECS: dict[str, CheckpointSpec] = {
 }
 
 
+def spec_fingerprint(name: str) -> str:
+    """Hash of everything that shapes a checkpoint, so a cache notices when the recipe changes."""
+    recipe = {
+        "spec": dataclasses.asdict(SPECS[name]),
+        "vae": SD_VAE_DDCONFIG,
+        "init_std": INIT_STD,
+        "dtype": SAVE_DTYPE,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_current(path: Path, name: str) -> bool:
+    """True if `path` exists and was written from the current recipe (stdlib only: no torch needed)."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        metadata = json.loads(f.read(header_len)).get("__metadata__", {})
+    return metadata.get(FINGERPRINT_KEY) == spec_fingerprint(name)
+
+
 def import_comfy(comfyui: Path) -> None:
     """Make `comfy` importable and force the CPU device before model_management loads."""
     os.chdir(comfyui)
@@ -112,7 +151,7 @@ def import_comfy(comfyui: Path) -> None:
     args.cpu = True  # the checkpoints are built on CPU whatever accelerator is present
 
 
-def init_random(module: "torch.nn.Module", seed: int) -> None:
+def init_random(module: torch.nn.Module, seed: int) -> None:
     """Seeded explicit init: ComfyUI's layers are allocated uninitialised (empty memory)."""
     import torch
 
@@ -129,28 +168,27 @@ def init_random(module: "torch.nn.Module", seed: int) -> None:
                     param.normal_(0.0, INIT_STD, generator=gen)
 
 
-def build_state_dict(spec: CheckpointSpec) -> dict[str, "torch.Tensor"]:
-    """UNet + text encoder(s) + VAE in fp16, keyed the way ComfyUI saves a full checkpoint.
-
-    fp16 halves size and load time; ComfyUI still runs UNet and VAE in fp32 on CPU.
-    """
-    import torch
+def build_state_dict(spec: CheckpointSpec) -> dict[str, torch.Tensor]:
+    """UNet + text encoder(s) + VAE in SAVE_DTYPE, keyed the way ComfyUI saves a full checkpoint."""
     import comfy.model_detection
     import comfy.sd
+    import torch
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
     cpu = torch.device("cpu")
-    model_config = comfy.model_detection.model_config_from_unet_config(
-        {**spec.unet, "in_channels": spec.in_channels})
+    model_config = comfy.model_detection.model_config_from_unet_config({**spec.unet, "in_channels": spec.in_channels})
     model_config.set_inference_dtype(torch.float32, None)
     model = model_config.get_model({}, device=cpu)
-    clip = comfy.sd.CLIP(model_config.clip_target(), model_options={
-        "dtype": torch.float32, "load_device": cpu, "offload_device": cpu, "initial_device": cpu})
+    clip = comfy.sd.CLIP(
+        model_config.clip_target(),
+        model_options={"dtype": torch.float32, "load_device": cpu, "offload_device": cpu, "initial_device": cpu},
+    )
     vae = AutoencoderKL(ddconfig=SD_VAE_DDCONFIG, embed_dim=4)
     for offset, module in enumerate((model.diffusion_model, clip.cond_stage_model, vae)):
         init_random(module, spec.seed * 10 + offset)
     sd = model.state_dict_for_saving(clip.get_sd(), vae.state_dict())
-    return {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+    dtype = getattr(torch, SAVE_DTYPE)
+    return {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
 
 
 class _WarningCollector(logging.Handler):
@@ -203,12 +241,15 @@ def make_checkpoint(name: str, out_dir: Path) -> dict[str, Any]:
 
     spec = SPECS[name]
     final = out_dir / f"{name}.safetensors"
-    if final.exists():
+    if is_current(final, name):
         return {"name": name, "path": str(final), "skipped": True}
     started = time.monotonic()
-    partial = out_dir / f".{name}.partial.safetensors"
-    comfy.utils.save_torch_file(build_state_dict(spec), str(partial),
-                                metadata={"dreammix_test": "random weights, not a real model"})
+    partial = out_dir / f".{name}.{os.getpid()}.partial.safetensors"  # concurrent runs never collide
+    comfy.utils.save_torch_file(
+        build_state_dict(spec),
+        str(partial),
+        metadata={FINGERPRINT_KEY: spec_fingerprint(name), "description": "random weights for tests, not a real model"},
+    )
     built = time.monotonic()
     try:
         detected = verify(partial, spec)
@@ -216,17 +257,24 @@ def make_checkpoint(name: str, out_dir: Path) -> dict[str, Any]:
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, final)
-    return {"name": name, "path": str(final), "skipped": False, "bytes": final.stat().st_size,
-            "build_s": round(built - started, 1), "verify_s": round(time.monotonic() - built, 1),
-            **detected}
+    return {
+        "name": name,
+        "path": str(final),
+        "skipped": False,
+        "bytes": final.stat().st_size,
+        "build_s": round(built - started, 1),
+        "verify_s": round(time.monotonic() - built, 1),
+        **detected,
+    }
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("names", nargs="*", help=f"checkpoints to write (default: all of {list(SPECS)})")
-    parser.add_argument("--comfyui", type=Path, default=os.environ.get("COMFYUI_PATH"),
-                        help="ComfyUI checkout (default: $COMFYUI_PATH)")
+    parser.add_argument(
+        "--comfyui", type=Path, default=os.environ.get("COMFYUI_PATH"), help="ComfyUI checkout (default: $COMFYUI_PATH)"
+    )
     args = parser.parse_args(argv)
     if args.comfyui is None:
         parser.error("--comfyui or COMFYUI_PATH is required")

@@ -1,0 +1,91 @@
+"""Fixtures for the ComfyUI test tier: a real ComfyUI server with the pack installed.
+
+The tier runs only when COMFYUI_PATH names a ComfyUI checkout; COMFYUI_PYTHON (default:
+the interpreter running pytest) is the python that runs ComfyUI.  The pytest process
+itself never imports `comfy`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # harness modules, whatever pytest's import mode
+
+from checkpoint_cache import SD15_CHECKPOINTS, SDXL_CHECKPOINTS, CheckpointCache, default_cache_dir  # noqa: E402
+from server import ComfyServer, start_server  # noqa: E402
+
+PACK_ROOT = Path(__file__).resolve().parents[2]
+SKIP_REASON = "ComfyUI tier skipped: set COMFYUI_PATH to a ComfyUI checkout"
+
+
+@dataclass(frozen=True)
+class ComfyInstall:
+    """Where ComfyUI is and which python runs it."""
+
+    path: Path
+    python: str
+
+
+def comfy_install_from_env() -> ComfyInstall | None:
+    path = os.environ.get("COMFYUI_PATH")
+    if not path:
+        return None
+    return ComfyInstall(Path(path).resolve(), os.environ.get("COMFYUI_PYTHON") or sys.executable)
+
+
+@pytest.hookimpl(tryfirst=True)  # before skipif marks, so the tier reports one reason only
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip every test of the tier from this one line, so pytest -rs groups them into one reason."""
+    if comfy_install_from_env() is None:
+        pytest.skip(SKIP_REASON)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Print the skip reason once even without -rs (which would already list it)."""
+    reportchars = config.getoption("reportchars") or ""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not set("saA") & set(reportchars) and any(SKIP_REASON in str(r.longrepr) for r in skipped):
+        terminalreporter.write_line(SKIP_REASON)
+
+
+@pytest.fixture(scope="session")
+def comfy_install() -> ComfyInstall:
+    install = comfy_install_from_env()
+    assert install is not None  # pytest_runtest_setup skipped the test otherwise
+    if not (install.path / "main.py").is_file():
+        pytest.fail(f"COMFYUI_PATH={install.path} is not a ComfyUI checkout (no main.py)")
+    return install
+
+
+@pytest.fixture(scope="session")
+def checkpoints(comfy_install: ComfyInstall) -> CheckpointCache:
+    """The cached tiny checkpoints, SD1.5 pair generated; SDXL ones come from `sdxl_checkpoints`."""
+    cache = CheckpointCache(default_cache_dir(), comfy_install.path, comfy_install.python)
+    cache.ensure(*SD15_CHECKPOINTS)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def sdxl_checkpoints(checkpoints: CheckpointCache) -> list[str]:
+    """ckpt_name values of the SDXL pair (the first run writes 4 GB, about 75 s; DREAMMIX_TEST_SDXL=0 skips)."""
+    if os.environ.get("DREAMMIX_TEST_SDXL") == "0":
+        pytest.skip("SDXL tests skipped by DREAMMIX_TEST_SDXL=0")
+    return checkpoints.ensure(*SDXL_CHECKPOINTS)
+
+
+@pytest.fixture(scope="session")
+def comfy_server(
+    comfy_install: ComfyInstall, checkpoints: CheckpointCache, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ComfyServer]:
+    """One ComfyUI server for the whole session, with the pack linked in as a custom node."""
+    server = start_server(
+        comfy_install.path, comfy_install.python, PACK_ROOT, checkpoints.directory, tmp_path_factory.mktemp("comfyui")
+    )
+    yield server
+    server.stop()

@@ -1,0 +1,82 @@
+"""ComfyUI tier: TAS on real ComfyUI CLIPs (SD1.5 and SDXL) and the attribute nodes through the server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import PACK_ROOT, ComfyInstall
+from server import ExecutionFailed
+
+PROBE = Path(__file__).with_name("tas_probe.py")
+
+
+def run_probe(install: ComfyInstall, checkpoint: Path, tmp_path: Path) -> dict:
+    pack_dir = tmp_path / "ComfyUI-DreamMix"
+    pack_dir.symlink_to(PACK_ROOT)
+    result = subprocess.run(
+        [install.python, str(PROBE), str(install.path), str(pack_dir), str(checkpoint)],
+        cwd=install.path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("TAS_PROBE ")]
+    assert result.returncode == 0 and lines, result.stderr[-4000:]
+    return json.loads(lines[-1].removeprefix("TAS_PROBE "))
+
+
+def check_probe(report: dict, encoders: list[str]) -> None:
+    print("TAS", json.dumps(report))
+    assert report["encoders"] == encoders
+    assert report["prompt_tokens"] > 77  # the long prompt really spans two chunks
+    assert all(value < 1e-5 for value in report["max_cos_tokens"].values())
+    assert all(value > 1e-2 for value in report["max_cos_tokens_before"].values())
+    assert report["max_cos_pooled"] < 1e-5
+    assert report["plain_equals_clip_text_encode"]
+    assert report["non_content_untouched"]
+    assert report["strength0_identical"]
+    assert report["positions_found"] == report["positions_expected"]
+    assert all(rows == 6 for rows in report["direction_rows"].values())  # light+blue, polka+-+dotted, nylon
+
+
+def test_tas_on_sd15_clip(comfy_install, checkpoints, tmp_path) -> None:
+    check_probe(run_probe(comfy_install, checkpoints.path("tiny_sd15"), tmp_path), ["l"])
+
+
+def test_tas_on_sdxl_clips(comfy_install, checkpoints, sdxl_checkpoints, tmp_path) -> None:
+    check_probe(run_probe(comfy_install, checkpoints.path("tiny_sdxl"), tmp_path), ["g", "l"])
+
+
+def attribute_graph(typed: str) -> dict:
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 2, "color": 0}},
+        "2": {
+            "class_type": "DreamMixAttributeRefine",
+            "inputs": {
+                "subject_images": ["1", 0],
+                "class_word": "teapot",
+                "typed_attributes": typed,
+                "vlm": "none (type the attributes)",
+                "vlm_hub_id": "",
+                "max_new_tokens": 8,
+            },
+        },
+        "3": {"class_type": "DreamMixEditPrompt", "inputs": {"class_word": "teapot", "edit": "glass", "scene": ""}},
+        "4": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}},
+        "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}},
+    }
+
+
+def test_typed_attributes_need_no_model(comfy_server) -> None:
+    entry = comfy_server.run(attribute_graph("Clay, glossy, clay"))
+    texts = {node: output["text"][0] for node, output in entry["outputs"].items()}
+    assert texts["4"] == "a photo of a teapot\na photo of a clay teapot\na photo of a glossy teapot"
+    assert texts["5"] == "a photo of a glass sks teapot"
+
+
+def test_no_attributes_and_no_model_is_a_clear_error(comfy_server) -> None:
+    with pytest.raises(ExecutionFailed, match="Type the subject's attributes"):
+        comfy_server.run(attribute_graph(" , "))

@@ -1,0 +1,357 @@
+"""The shipped workflows: they load in ComfyUI's frontend, and their API twins run through the server.
+
+Static tests check the UI workflows against the running server's /object_info (what the
+frontend builds its nodes from). Run tests queue the API twins on the tiny random-weight
+checkpoints, with a non-square scene whose alpha channel is the mask, and check that every
+pixel beyond mask + feather comes back bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+from server import ComfyServer, ExecutionFailed
+from workflow_format import FRONTEND_ONLY, ObjectInfo, outputs_reached, ui_to_api, widget_problems, wiring_problems
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+NAMES = ("dreammix_inpaint", "dreammix_inpaint_granular")
+PACK_MODULE = "custom_nodes.ComfyUI-DreamMix"
+INPAINT_CATEGORY = "DreamMix/inpaint"
+STEPS = 4
+RESOLUTION = 256
+FEATHER = 32
+SIZE = (320, 240)
+ODD_SIZE = (250, 190)
+
+
+def load_ui(name: str) -> dict[str, Any]:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+def load_api(name: str) -> dict[str, Any]:
+    return json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy_server: ComfyServer) -> ObjectInfo:
+    return comfy_server.object_info()
+
+
+# --- static: the UI workflows load in the frontend and match their API twins ------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_workflow_uses_only_known_nodes(name: str, object_info: ObjectInfo) -> None:
+    missing = {node["type"] for node in load_ui(name)["nodes"]} - set(object_info) - FRONTEND_ONLY
+    assert not missing, f"the frontend would report missing nodes: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_widgets_values_match_widget_inputs(name: str, object_info: ObjectInfo) -> None:
+    problems = {
+        node["id"]: widget_problems(node, object_info[node["type"]])
+        for node in load_ui(name)["nodes"]
+        if node["type"] in object_info
+    }
+    assert not any(problems.values()), {nid: p for nid, p in problems.items() if p}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_workflow_is_wired_as_the_frontend_lays_out_nodes(name: str, object_info: ObjectInfo) -> None:
+    assert wiring_problems(load_ui(name), object_info) == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_twin_is_what_the_frontend_queues(name: str, object_info: ObjectInfo) -> None:
+    api = {nid: {"class_type": node["class_type"], "inputs": node["inputs"]} for nid, node in load_api(name).items()}
+    assert ui_to_api(load_ui(name), object_info) == api
+
+
+def test_checks_catch_a_broken_workflow(object_info: ObjectInfo) -> None:
+    """The checks above fail on the mistakes hand-edited workflows make: a lost seed control, a shifted link."""
+    workflow = load_ui("dreammix_inpaint")
+    inpaint = next(node for node in workflow["nodes"] if node["type"] == "DreamMixInpaint")
+    inpaint["widgets_values"].remove("fixed")
+    workflow["links"][0][4] += 1
+    assert widget_problems(inpaint, object_info["DreamMixInpaint"])
+    assert wiring_problems(workflow, object_info)
+
+
+def test_workflows_execute_every_inpaint_node(object_info: ObjectInfo) -> None:
+    """Each run test executes its whole graph, so together they run every inpaint node the pack registers."""
+    pack_nodes = {
+        name
+        for name, info in object_info.items()
+        if info["python_module"] == PACK_MODULE and info["category"] == INPAINT_CATEGORY
+    }
+    covered = set()
+    for name in NAMES:
+        graph = load_api(name)
+        assert outputs_reached(graph, object_info) == set(graph), f"{name} has nodes no output depends on"
+        covered |= {node["class_type"] for node in graph.values()}
+    assert pack_nodes and pack_nodes <= covered, f"not in any workflow: {sorted(pack_nodes - covered)}"
+
+
+# --- the scene, its mask, and the exactness check --------------------------------------------
+
+
+def scene(width: int, height: int) -> np.ndarray:
+    """A textured RGB scene (gradients plus seeded noise), so a wrong pixel anywhere shows."""
+    x, y = np.meshgrid(np.linspace(0, 1, width), np.linspace(0, 1, height))
+    noise = np.random.default_rng(width * height).integers(0, 40, (height, width, 3))
+    rgb = np.stack([200 * x, 200 * y, 120 + 60 * x * y], axis=-1) + noise
+    return rgb.clip(0, 255).astype(np.uint8)
+
+
+def subject_mask(width: int, height: int) -> np.ndarray:
+    """An off-centre box near the right edge, so the crop box and the feather meet the border."""
+    mask = np.zeros((height, width), dtype=bool)
+    mask[height // 4 : height // 2 + 10, width // 2 + 20 : width - 12] = True
+    return mask
+
+
+def with_alpha(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """RGBA whose alpha is 0 on the mask: LoadImage's MASK output is 1 - alpha."""
+    return np.dstack([rgb, np.where(mask, 0, 255).astype(np.uint8)])
+
+
+def far_from(mask: np.ndarray, distance: int) -> np.ndarray:
+    """Pixels at chessboard distance `distance` or more from every masked pixel."""
+    reach = distance - 1
+    near = np.pad(mask, reach)
+    near = sliding_window_view(near, 2 * reach + 1, axis=0).any(-1)
+    near = sliding_window_view(near, 2 * reach + 1, axis=1).any(-1)
+    return ~near
+
+
+def assert_background_exact(result: np.ndarray, rgb: np.ndarray, mask: np.ndarray) -> None:
+    assert result.shape == rgb.shape and result.dtype == np.uint8
+    far = far_from(mask, FEATHER)
+    wrong = np.argwhere((result != rgb).any(-1) & far)
+    assert wrong.size == 0, f"{len(wrong)} pixels beyond mask + feather changed, e.g. (y, x) {wrong[:5].tolist()}"
+    assert (result[mask] != rgb[mask]).any(), "nothing was generated inside the mask"
+
+
+# --- running the API twins -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    workflow: str
+    ckpt: str
+    size: tuple[int, int]
+
+    def __str__(self) -> str:
+        return f"{self.workflow}-{self.ckpt}-{self.size[0]}x{self.size[1]}"
+
+
+def nodes_of(graph: dict[str, Any], class_type: str) -> list[dict[str, Any]]:
+    return [node for node in graph.values() if node["class_type"] == class_type]
+
+
+def id_of(graph: dict[str, Any], class_type: str) -> str:
+    (nid,) = [nid for nid, node in graph.items() if node["class_type"] == class_type]
+    return nid
+
+
+def prepared_graph(name: str, ckpt: str, image: str, prefix: str) -> dict[str, Any]:
+    """The API twin on a test checkpoint and image, with few steps at a small working size."""
+    graph = copy.deepcopy(load_api(name))
+    for node in nodes_of(graph, "CheckpointLoaderSimple"):
+        node["inputs"]["ckpt_name"] = f"{ckpt}.safetensors"
+    for node in nodes_of(graph, "LoadImage"):
+        node["inputs"]["image"] = image
+    for node in nodes_of(graph, "SaveImage"):
+        node["inputs"]["filename_prefix"] = prefix
+    for node in graph.values():
+        inputs = node["inputs"]
+        if "steps" in inputs:
+            inputs["steps"] = STEPS
+        if "resolution" in inputs:
+            inputs["resolution"] = RESOLUTION
+    return graph
+
+
+def cached_nodes(entry: dict[str, Any]) -> set[str]:
+    """Node ids ComfyUI served from its cache instead of executing."""
+    return {nid for event, data in entry["status"]["messages"] if event == "execution_cached" for nid in data["nodes"]}
+
+
+def saved_image(server: ComfyServer, entry: dict[str, Any], graph: dict[str, Any]) -> np.ndarray:
+    (image,) = server.output_images(entry, id_of(graph, "SaveImage"))
+    return image
+
+
+@dataclass(frozen=True)
+class RunResult:
+    graph: dict[str, Any]
+    entry: dict[str, Any]
+    images: dict[str, np.ndarray]
+    """First image of each output node, by node id."""
+
+
+class Runs:
+    """Runs each case once per session: the exactness, preview and equivalence tests share them."""
+
+    def __init__(self, server: ComfyServer) -> None:
+        self.server = server
+        self.done: dict[Case, RunResult] = {}
+
+    def get(self, case: Case) -> RunResult:
+        if case not in self.done:
+            self.done[case] = self._run(case)
+        return self.done[case]
+
+    def _run(self, case: Case) -> RunResult:
+        """Uploads under a name of its own, so no pack node is served from an earlier case's cache."""
+        rgb, mask = scene(*case.size), subject_mask(*case.size)
+        image = self.server.upload_image(with_alpha(rgb, mask), f"{case}.png")
+        graph = prepared_graph(case.workflow, case.ckpt, image, str(case))
+        entry = self.server.run(graph)
+        images = {nid: self.server.output_images(entry, nid)[0] for nid in entry["outputs"]}
+        return RunResult(graph, entry, images)
+
+
+@pytest.fixture(scope="module")
+def runs(comfy_server: ComfyServer) -> Runs:
+    return Runs(comfy_server)
+
+
+def check_run(case: Case, runs: Runs, object_info: ObjectInfo) -> None:
+    """The saved image is the input outside mask + feather, and every pack node really executed."""
+    result = runs.get(case)
+    assert_background_exact(
+        result.images[id_of(result.graph, "SaveImage")], scene(*case.size), subject_mask(*case.size)
+    )
+    pack_ids = {
+        nid for nid, node in result.graph.items() if object_info[node["class_type"]]["python_module"] == PACK_MODULE
+    }
+    assert pack_ids, "no pack node in the workflow"
+    assert not pack_ids & cached_nodes(result.entry), "a pack node was served from the cache, not executed"
+
+
+# Grouped by checkpoint, as ComfyUI reloads the model whenever it changes. Each checkpoint runs
+# both workflows on one image, so the equivalence test below needs no extra run.
+SD15_CASES = [
+    Case("dreammix_inpaint", "tiny_sd15", SIZE),
+    Case("dreammix_inpaint_granular", "tiny_sd15", SIZE),
+    Case("dreammix_inpaint", "tiny_sd15_inpaint", ODD_SIZE),
+    Case("dreammix_inpaint_granular", "tiny_sd15_inpaint", ODD_SIZE),
+]
+SDXL_CASES = [  # one run per SDXL checkpoint: each costs several SD1.5 runs of CPU time
+    Case("dreammix_inpaint", "tiny_sdxl_inpaint", SIZE),
+    Case("dreammix_inpaint_granular", "tiny_sdxl", ODD_SIZE),
+]
+
+
+@pytest.mark.parametrize("case", SD15_CASES, ids=str)
+def test_api_workflow_keeps_background_exact(case: Case, runs: Runs, object_info: ObjectInfo) -> None:
+    check_run(case, runs, object_info)
+
+
+@pytest.mark.parametrize("case", [case for case in SD15_CASES if "granular" in case.workflow], ids=str)
+def test_granular_previews(case: Case, runs: Runs) -> None:
+    """The local crop is at the working size; the LCG paste already leaves the background exact."""
+    result = runs.get(case)
+    previews = {
+        result.graph[nid]["inputs"]["images"][0]: image
+        for nid, image in result.images.items()
+        if result.graph[nid]["class_type"] == "PreviewImage"
+    }
+    crop = previews[id_of(result.graph, "DreamMixLocalCrop")]
+    assert crop.shape[0] % 64 == 0 and crop.shape[1] % 64 == 0
+    assert abs(crop.shape[0] * crop.shape[1] / RESOLUTION**2 - 1) < 0.3
+    assert_background_exact(
+        previews[id_of(result.graph, "DreamMixLocalReplace")], scene(*case.size), subject_mask(*case.size)
+    )
+
+
+@pytest.mark.parametrize("ckpt", ["tiny_sd15", "tiny_sd15_inpaint"])
+def test_granular_workflow_reproduces_the_one_shot_node(ckpt: str, runs: Runs) -> None:
+    """Same seed, steps, switch, resolution and feather: the node chain is the one-shot node, pixel for pixel."""
+    one_shot, granular = (
+        next(runs.get(case) for case in SD15_CASES if case.workflow == name and case.ckpt == ckpt) for name in NAMES
+    )
+    np.testing.assert_array_equal(
+        one_shot.images[id_of(one_shot.graph, "SaveImage")], granular.images[id_of(granular.graph, "SaveImage")]
+    )
+
+
+def with_mask_image(graph: dict[str, Any], mask_name: str) -> dict[str, Any]:
+    """The Note's alternative: every MASK taken from LoadImage comes from a LoadImageMask instead."""
+    load_image = id_of(graph, "LoadImage")
+    graph["mask"] = {"class_type": "LoadImageMask", "inputs": {"image": mask_name, "channel": "red"}}
+    for node in graph.values():
+        for name, value in node["inputs"].items():
+            if value == [load_image, 1]:
+                node["inputs"][name] = ["mask", 0]
+    return graph
+
+
+def test_mask_image_alternative_from_the_note(comfy_server: ComfyServer, runs: Runs) -> None:
+    """An RGB scene plus a white-on-black mask through LoadImageMask gives what the alpha mask gives."""
+    case = SD15_CASES[0]
+    rgb, mask = scene(*case.size), subject_mask(*case.size)
+    image = comfy_server.upload_image(rgb, "dreammix_rgb.png")
+    mask_name = comfy_server.upload_image(np.where(mask, 255, 0).astype(np.uint8), "dreammix_mask.png")
+    graph = with_mask_image(prepared_graph(case.workflow, case.ckpt, image, "mask_image"), mask_name)
+    from_alpha = runs.get(case)
+    np.testing.assert_array_equal(
+        saved_image(comfy_server, comfy_server.run(graph), graph),
+        from_alpha.images[id_of(from_alpha.graph, "SaveImage")],
+    )
+
+
+# --- bad input comes back as a clear message -------------------------------------------------
+
+
+def failure(server: ComfyServer, graph: dict[str, Any]) -> ExecutionFailed:
+    with pytest.raises(ExecutionFailed) as raised:
+        server.run(graph)
+    return raised.value
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_opaque_alpha_reports_empty_mask(name: str, comfy_server: ComfyServer) -> None:
+    rgb = scene(*SIZE)
+    image = comfy_server.upload_image(with_alpha(rgb, np.zeros(rgb.shape[:2], dtype=bool)), "dreammix_opaque.png")
+    error = failure(comfy_server, prepared_graph(name, "tiny_sd15", image, "empty"))
+    assert error.node_type in ("DreamMixInpaint", "DreamMixLocalCrop")
+    assert "mask is empty" in error.exception_message
+
+
+def test_transposed_mask_reports_size_mismatch(comfy_server: ComfyServer) -> None:
+    """A non-square scene with a mask of swapped width and height is refused, naming both sizes."""
+    width, height = SIZE
+    image = comfy_server.upload_image(scene(width, height), "dreammix_rgb.png")
+    mask = comfy_server.upload_image(
+        np.where(subject_mask(height, width), 255, 0).astype(np.uint8), "dreammix_mask_transposed.png"
+    )
+    error = failure(comfy_server, with_mask_image(prepared_graph("dreammix_inpaint", "tiny_sd15", image, "size"), mask))
+    assert error.node_type == "DreamMixInpaint"
+    assert f"mask is {height}x{width} but the image is {width}x{height}" in error.exception_message
+
+
+def test_scene_without_alpha_names_the_mask(comfy_server: ComfyServer) -> None:
+    """LoadImage gives a 64x64 empty mask for an image without alpha; the error must be about the mask."""
+    image = comfy_server.upload_image(scene(*SIZE), "dreammix_rgb.png")
+    error = failure(comfy_server, prepared_graph("dreammix_inpaint", "tiny_sd15", image, "no_alpha"))
+    assert error.exception_message.startswith("The mask")
+
+
+# --- SDXL (opt-in, last: the models are large and slow on CPU) --------------------------------
+
+
+@pytest.mark.parametrize("case", SDXL_CASES, ids=str)
+def test_api_workflow_keeps_background_exact_sdxl(
+    case: Case, runs: Runs, object_info: ObjectInfo, sdxl_checkpoints: list[str]
+) -> None:
+    assert f"{case.ckpt}.safetensors" in sdxl_checkpoints
+    check_run(case, runs, object_info)
