@@ -1,0 +1,71 @@
+"""Progress, previews and Cancel of DreamMix Inpaint on a real ComfyUI model; prints one JSON line.
+
+usage: python progress_probe.py COMFYUI_PATH PACK_DIR CHECKPOINT
+The progress hook is installed the way ComfyUI's server installs its own (main.py): it receives
+every progress update with its preview, and raises ComfyUI's interruption exception once Cancel
+was pressed, which is how the Cancel button stops a node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+STEPS = 6
+SWITCH = 0.5  # LCG steps 0-2, GCH steps 3-5
+
+
+def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
+    sys.path.insert(0, comfyui)
+    sys.argv = [sys.argv[0], "--cpu", "--preview-method", "latent2rgb"]
+    import comfy.options
+
+    comfy.options.enable_args_parsing()
+    import comfy.model_management
+    import comfy.sd
+    import comfy.utils
+    import torch
+
+    import nodes
+
+    if not asyncio.run(nodes.load_custom_node(pack_dir)):
+        raise SystemExit("the pack did not load")
+    inpaint = nodes.NODE_CLASS_MAPPINGS["DreamMixInpaint"]
+    model, clip, vae = comfy.sd.load_checkpoint_guess_config(checkpoint, output_vae=True, output_clip=True)[:3]
+    positive = clip.encode_from_tokens_scheduled(clip.tokenize("a photo of a sks backpack"))
+    negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
+    image = torch.rand(1, 192, 256, 3, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, 192, 256)
+    mask[:, 60:130, 90:170] = 1
+
+    updates: list[tuple[int, int, bool]] = []
+    cancel_after: list[int] = []
+
+    def hook(value, total, preview, *args, **kwargs):
+        updates.append((int(value), int(total), preview is not None))
+        if cancel_after and len(updates) >= cancel_after[0]:
+            comfy.model_management.interrupt_current_processing(True)
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+    comfy.utils.set_progress_bar_global_hook(hook)
+
+    def run() -> None:
+        inpaint.execute(
+            model, positive, negative, vae, image, mask, 1, STEPS, 4.0, "euler", "normal", SWITCH, 0.5, 256, 32
+        )
+
+    run()
+    full = list(updates)
+    updates.clear()
+    cancel_after.append(len(full) // 2 + 2)  # inside GCH
+    try:
+        run()
+        cancelled = False
+    except comfy.model_management.InterruptProcessingException:
+        cancelled = True
+    return {"updates": full, "cancelled": cancelled, "updates_before_cancel": len(updates)}
+
+
+if __name__ == "__main__":
+    print("PROGRESS_PROBE " + json.dumps(main(*sys.argv[1:4])))
