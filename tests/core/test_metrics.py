@@ -1,0 +1,453 @@
+"""The paper's metrics on tiny random-weight CLIP and DINO models, and the batch command's checks (no server)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny_metric_models import save_tiny_metric_models
+
+from dreammix_core import batch, metrics
+from dreammix_core.errors import DreamMixInputError
+from dreammix_core.metrics import (
+    Scores,
+    clip_t,
+    clip_t_text,
+    cosine,
+    identity_similarity,
+    image_embeddings,
+    score,
+    subject_box,
+    subject_crop,
+    text_embeddings,
+)
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing answers; the checks must fail before any request
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> tuple[Path, Path]:
+    return save_tiny_metric_models(tmp_path_factory.mktemp("metric_models"))
+
+
+@pytest.fixture(scope="module")
+def models(folders):
+    return metrics.cached_metric_model("clip", str(folders[0])), metrics.cached_metric_model("dino", str(folders[1]))
+
+
+def noise(width: int, height: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def box_mask(width: int, height: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    mask = np.zeros((height, width), np.float32)
+    left, top, right, bottom = box
+    mask[top:bottom, left:right] = 1.0
+    return mask
+
+
+# --- text and region -------------------------------------------------------------------------------
+
+
+def test_clip_t_text_replaces_the_identifier_by_the_class_word():
+    assert clip_t_text("a photo of a sks backpack on the grass", "backpack") == "a photo of a backpack on the grass"
+    assert clip_t_text("a red SKS   backpack", "backpack") == "a red backpack"
+    assert clip_t_text("sks on the beach", "dog") == "dog on the beach"
+    assert clip_t_text("a dog on the beach", "") == "a dog on the beach"
+    assert clip_t_text("a photo of a sksx backpack", "dog") == "a photo of a sksx backpack"  # whole words only
+
+
+@pytest.mark.parametrize(
+    ("prompt", "word", "says"), [("  ", "dog", "prompt is empty"), ("a sks dog", "", "class word")]
+)
+def test_clip_t_text_refuses(prompt, word, says):
+    with pytest.raises(DreamMixInputError, match=says):
+        clip_t_text(prompt, word)
+
+
+def test_identity_crop_is_the_mask_bounding_box():
+    image = noise(80, 60, 0)
+    mask = np.zeros((60, 80), np.float32)
+    mask[10:20, 30:35] = 1.0
+    mask[25, 50] = 0.6  # grey at or above 0.5 counts, as in the inpainting nodes
+    mask[55, 5] = 0.4  # below 0.5 does not
+    assert subject_box(mask) == (30, 10, 51, 26)
+    crop = subject_crop(image, mask)
+    assert crop.size == (21, 16)
+    assert np.array_equal(np.asarray(crop), np.asarray(image)[10:26, 30:51])
+    as_pil = Image.fromarray((mask * 255).astype(np.uint8))
+    assert subject_box(as_pil) == subject_box(mask) == subject_box(torch.from_numpy(mask)[None])
+
+
+def test_identity_crop_refuses_empty_and_mismatched_masks():
+    with pytest.raises(DreamMixInputError, match="mask is empty"):
+        subject_box(np.zeros((8, 8)))
+    with pytest.raises(DreamMixInputError, match="mask is 8x6 but the image is 80x60"):
+        subject_crop(noise(80, 60, 0), np.ones((6, 8)))
+
+
+# --- the models -------------------------------------------------------------------------------------
+
+
+def test_models_load_once_from_folders(folders, models):
+    clip, dino = models
+    assert metrics.cached_metric_model("clip", str(folders[0])) is clip
+    assert not clip.model.training and not dino.model.training
+    assert type(clip.image_processor).__name__.endswith("Pil")  # no torchvision needed
+    assert type(dino.image_processor).__name__.endswith("Pil")
+    ids = clip.tokenizer(["a dog"])["input_ids"][0]
+    assert ids[-1] == clip.tokenizer.eos_token_id  # CLIP's text tower pools at the end token
+
+
+def test_loading_never_waits_on_the_network(tmp_path, folders):
+    with pytest.raises(DreamMixInputError, match="not in the local Hugging Face cache"):
+        metrics.load_metric_model("clip", "dreammix-tests/no-such-clip")
+    with pytest.raises(DreamMixInputError, match="DINO model folder .* does not exist"):
+        metrics.load_metric_model("dino", str(tmp_path / "missing"))
+    with pytest.raises(DreamMixInputError, match="no config.json"):
+        metrics.load_metric_model("clip", str(tmp_path))
+    with pytest.raises(DreamMixInputError, match="not a CLIP model"):
+        metrics.load_metric_model("clip", str(folders[1]))
+
+
+def test_identical_images_score_one(models):
+    clip, dino = models
+    image = noise(64, 48, 1)
+    assert identity_similarity(clip, image, [image]) == pytest.approx(1.0, abs=1e-5)
+    assert identity_similarity(dino, image, [image]) == pytest.approx(1.0, abs=1e-5)
+    box = (16, 8, 48, 40)
+    result = score(image, box_mask(64, 48, box), [image.crop(box)], "a dog", clip=clip, dino=dino)
+    assert result.clip_i == pytest.approx(1.0, abs=1e-5)
+    assert result.dino == pytest.approx(1.0, abs=1e-5)
+
+
+def test_scores_are_symmetric_and_raw_cosines(models):
+    clip, dino = models
+    a, b, c = noise(40, 40, 2), Image.linear_gradient("L").resize((40, 40)).convert("RGB"), noise(40, 40, 3)
+    for loaded in models:
+        ab, ba = identity_similarity(loaded, a, [b]), identity_similarity(loaded, b, [a])
+        assert ab == pytest.approx(ba, abs=1e-6)
+        assert -1.0 <= ab <= 1.0 and ab < 0.9999
+        # CLIP-I / DINO average over the references
+        both = identity_similarity(loaded, a, [b, c])
+        assert both == pytest.approx((ab + identity_similarity(loaded, a, [c])) / 2, abs=1e-6)
+    x, y = torch.randn(3, 5), torch.randn(2, 5)
+    assert torch.allclose(cosine(x, y), cosine(y, x).T)
+    expected = torch.nn.functional.cosine_similarity(image_embeddings(clip, [a]), text_embeddings(clip, ["a dog"]))
+    assert clip_t(clip, a, "a dog") == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_clip_t_scores_the_prompt_without_the_identifier(models):
+    clip, _ = models
+    image = noise(48, 48, 4)
+    with_identifier = clip_t(clip, image, "a photo of a sks backpack on the grass", "backpack")
+    assert with_identifier == pytest.approx(clip_t(clip, image, "a photo of a backpack on the grass"), abs=1e-6)
+    raw = cosine(image_embeddings(clip, [image]), text_embeddings(clip, ["a photo of a sks backpack on the grass"]))
+    assert with_identifier != pytest.approx(float(raw[0, 0]), abs=1e-4)  # the tiny vocabulary knows 'sks'
+
+
+def test_whole_scoring_path(models):
+    clip, dino = models
+    scene = noise(96, 64, 5)
+    mask = box_mask(96, 64, (40, 10, 80, 50))
+    references = [noise(50, 70, 6), scene.crop((40, 10, 80, 50))]
+    result = score(scene, mask, references, "a sks dog on the grass", "dog", clip=clip, dino=dino)
+    assert all(isinstance(v, float) for v in (result.clip_t, result.clip_i, result.dino))
+    subject = scene.crop((40, 10, 80, 50))
+    assert result.clip_i == pytest.approx(identity_similarity(clip, subject, references), abs=1e-6)
+    assert result.dino == pytest.approx(identity_similarity(dino, subject, references), abs=1e-6)
+    assert result.line().startswith("CLIP-T ")
+    only_clip = score(scene, mask, [], "a sks dog", "dog", clip=clip)
+    assert only_clip.clip_i is None and only_clip.dino is None and only_clip.clip_t is not None
+    assert Scores(None, 0.5, None).line() == "CLIP-T — | CLIP-I 0.500 | DINO —"
+
+
+# --- the batch command, without a server -------------------------------------------------------------
+
+
+def write_case(root: Path, name: str, size=(64, 48), mask_size=None, prompt="a photo of a sks dog", refs=0) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    noise(*size, hash(name) % 100).save(folder / "scene.png")
+    width, height = mask_size or size
+    Image.fromarray((box_mask(width, height, (8, 8, 40, 32)) * 255).astype(np.uint8)).save(folder / "mask.png")
+    (folder / "prompt.txt").write_text(prompt)
+    for index in range(refs):
+        (folder / "references").mkdir(exist_ok=True)
+        noise(40, 40, 50 + index).save(folder / "references" / f"ref{index}.png")
+    return folder
+
+
+def test_cases_load_with_their_references(tmp_path):
+    write_case(tmp_path / "cases", "a", refs=2)
+    write_case(tmp_path / "cases", "b")
+    shared = tmp_path / "refs"
+    shared.mkdir()
+    noise(30, 30, 9).save(shared / "r.jpg")
+    a, b = batch.load_cases(tmp_path / "cases", shared, "dog")
+    assert [p.name for p in a.references] == ["ref0.png", "ref1.png"] and a.class_word == "dog"
+    assert [p.name for p in b.references] == ["r.jpg"]
+    assert b.prompt == "a photo of a sks dog"
+
+
+def test_malformed_case_folders_name_the_file(tmp_path):
+    cases = tmp_path / "cases"
+    write_case(cases, "good")
+    (write_case(cases, "no_mask") / "mask.png").unlink()
+    write_case(cases, "wrong_size", mask_size=(48, 64))
+    write_case(cases, "empty_prompt", prompt="  \n")
+    with pytest.raises(DreamMixInputError) as caught:
+        batch.load_cases(cases)
+    message = str(caught.value)
+    assert f"{cases / 'no_mask' / 'mask.png'}: missing" in message
+    assert f"{cases / 'wrong_size' / 'mask.png'}: is 48x64 but scene.png is 64x48" in message
+    assert f"{cases / 'empty_prompt' / 'prompt.txt'}: is empty" in message
+    assert "good" not in message
+
+
+def test_command_refuses_bad_cases_before_contacting_a_server(tmp_path, capsys):
+    cases = tmp_path / "cases"
+    (write_case(cases, "c1") / "prompt.txt").unlink()
+    code = batch.main([str(cases), "--out", str(tmp_path / "out"), "--server", UNREACHABLE])
+    assert code == 2
+    assert f"{cases / 'c1' / 'prompt.txt'}: missing" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--seeds", "1,x"], "--seeds takes whole numbers"),
+        (["--limit", "0"], "--limit must be 1 or more"),
+        (["--lora-model-only"], "--lora-model-only needs --lora"),
+        (["--workflow", str(WORKFLOWS / "dreammix_inpaint.json")], "not an API-format workflow"),
+        ([], "contains the identifier 'sks'"),  # CLIP-T needs the class word
+    ],
+)
+def test_command_arguments_are_checked(tmp_path, capsys, extra, says):
+    write_case(tmp_path / "cases", "c1")
+    assert batch.main([str(tmp_path / "cases"), "--out", str(tmp_path / "out"), "--server", UNREACHABLE, *extra]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_scene_upload_carries_the_mask_as_inverted_alpha(tmp_path):
+    (case,) = batch.load_cases(write_case(tmp_path / "cases", "c").parent)
+    with Image.open(__import__("io").BytesIO(batch.scene_with_alpha(case))) as png:
+        rgba = np.asarray(png)
+    with Image.open(case.mask) as mask, Image.open(case.scene) as scene:
+        assert np.array_equal(rgba[..., 3], 255 - np.asarray(mask.convert("L")))
+        assert np.array_equal(rgba[..., :3], np.asarray(scene.convert("RGB")))
+
+
+def test_graph_roles_seed_prompt_ckpt_and_lora():
+    template = batch.load_workflow(WORKFLOWS / "api" / "dreammix_inpaint.json")
+    options = batch.Options(ckpt="tiny.safetensors", lora="subject.safetensors", lora_strength=0.8, steps=4)
+    graph = batch.prepare_graph(template, "scene.png", "a sks dog", 7, "out/c", options)
+    roles = batch.find_roles(graph)
+    inpaint = graph[roles.inpaint]["inputs"]
+    assert inpaint["seed"] == 7 and inpaint["steps"] == 4
+    assert graph[roles.prompt]["inputs"]["text"] == "a sks dog"
+    assert graph[roles.scene]["inputs"]["image"] == "scene.png"
+    assert graph[roles.save]["inputs"]["filename_prefix"] == "out/c"
+    assert graph[roles.checkpoint]["inputs"]["ckpt_name"] == "tiny.safetensors"
+    (lora_id,) = [nid for nid, node in graph.items() if node["class_type"] == "LoraLoader"]
+    assert graph[lora_id]["inputs"] == {
+        "model": [roles.checkpoint, 0],
+        "clip": [roles.checkpoint, 1],
+        "lora_name": "subject.safetensors",
+        "strength_model": 0.8,
+        "strength_clip": 0.8,
+    }
+    assert inpaint["model"] == [lora_id, 0] and inpaint["vae"] == [roles.checkpoint, 2]
+    assert all(
+        node["inputs"]["clip"] == [lora_id, 1] for node in graph.values() if node["class_type"] == "CLIPTextEncode"
+    )
+    model_only = batch.prepare_graph(
+        template, "s.png", "p", 0, "x", batch.Options(lora="s.safetensors", lora_model_only=True)
+    )
+    (lora_id,) = [nid for nid, node in model_only.items() if node["class_type"] == "LoraLoaderModelOnly"]
+    assert batch.find_roles(model_only).inpaint in {
+        nid for nid, n in model_only.items() if n["inputs"].get("model") == [lora_id, 0]
+    }
+    assert all(n["inputs"]["clip"][0] != lora_id for n in model_only.values() if n["class_type"] == "CLIPTextEncode")
+    assert template == batch.load_workflow(WORKFLOWS / "api" / "dreammix_inpaint.json")  # the template is untouched
+
+
+def test_finished_cases_are_skipped_without_a_server(tmp_path):
+    cases = batch.load_cases(write_case(tmp_path / "cases", "c").parent)
+    target = batch.image_path(tmp_path / "out", cases[0], 3)
+    target.parent.mkdir(parents=True)
+    noise(64, 48, 0).save(target)
+    template = json.loads((WORKFLOWS / "api" / "dreammix_inpaint.json").read_text())
+    report = batch.run_cases(cases, [3], tmp_path / "out", [UNREACHABLE], template)
+    assert report.skipped == ["c"] and not report.ran and not report.failed
+
+
+def test_results_table_from_finished_images(tmp_path, folders):
+    cases = batch.load_cases(write_case(tmp_path / "cases", "c1", refs=2).parent, class_word="dog")
+    write_case(tmp_path / "cases", "c2")  # no references: identity columns empty for it
+    cases = batch.load_cases(tmp_path / "cases", class_word="dog")
+    out = tmp_path / "out"
+    for case in cases:
+        for seed in (0, 1):
+            batch.image_path(out, case, seed).parent.mkdir(parents=True, exist_ok=True)
+            noise(64, 48, seed).save(batch.image_path(out, case, seed))
+    table, per_image = batch.score_cases(cases, [0, 1], out, str(folders[0]), str(folders[1]))
+    assert [(name, count) for name, count, _ in table.rows] == [("c1", 2), ("c2", 2)]
+    c1, c2 = table.rows[0][2], table.rows[1][2]
+    assert c1.clip_i is not None and c2.clip_i is None and c2.clip_t is not None
+    assert table.mean.clip_t == pytest.approx((c1.clip_t + c2.clip_t) / 2)
+    assert len(per_image) == 4 and any("need reference photos" in note for note in table.notes)
+    batch.write_results(out, table, per_image)
+    rows = list(csv.reader(open(out / "results.csv")))
+    assert rows[0] == ["case", "images", "CLIP-T", "CLIP-I", "DINO"] and rows[-1][0] == "mean"
+    assert rows[2][3] == "" and rows[1][3] != ""
+    assert "| **mean** | 4 |" in (out / "results.md").read_text()
+
+
+def test_results_table_without_models_has_empty_columns_and_a_note(tmp_path):
+    cases = batch.load_cases(write_case(tmp_path / "cases", "c1").parent, class_word="dog")
+    table, _ = batch.score_cases(cases, [0], tmp_path / "out", "dreammix-tests/no-such-clip", str(tmp_path / "nodino"))
+    markdown = batch.table_markdown(table)
+    assert "| c1 | 0 |  |  |  |" in markdown
+    assert "CLIP-T and CLIP-I: not computed" in markdown and "DINO: not computed" in markdown
+
+
+class FakeComfy:
+    """A stand-in ComfyUI server (the endpoints the batch uses), answering each prompt with a grey image."""
+
+    def __init__(self, fail: bool = False) -> None:
+        import http.server
+        import threading
+
+        self.fail = fail
+        self.prompts: list[dict] = []
+        self.uploads: list[str] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def reply(self, body: bytes, kind: str = "application/json") -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path.startswith("/object_info/"):
+                    name = self.path.rsplit("/", 1)[1]
+                    self.reply(json.dumps({name: {"input": {"required": {}}}}).encode())
+                elif self.path.startswith("/history/"):
+                    prompt_id = self.path.rsplit("/", 1)[1]
+                    if fake.fail:
+                        status = {
+                            "status_str": "error",
+                            "messages": [
+                                [
+                                    "execution_error",
+                                    {
+                                        "node_id": "5",
+                                        "node_type": "DreamMixInpaint",
+                                        "exception_type": "DreamMixInputError",
+                                        "exception_message": "The mask is empty",
+                                    },
+                                ]
+                            ],
+                        }  # noqa: E501
+                        entry = {"status": status, "outputs": {}}
+                    else:
+                        save = batch.find_roles(fake.prompts[int(prompt_id)]).save
+                        entry = {
+                            "status": {"status_str": "success"},
+                            "outputs": {save: {"images": [{"filename": "x.png"}]}},
+                        }  # noqa: E501
+                    self.reply(json.dumps({prompt_id: entry}).encode())
+                elif self.path.startswith("/view"):
+                    png = __import__("io").BytesIO()
+                    Image.new("RGB", (64, 48), (128, 128, 128)).save(png, format="PNG")
+                    self.reply(png.getvalue(), "image/png")
+                else:
+                    self.send_error(404)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/upload/image":
+                    name = body.split(b'filename="')[1].split(b'"')[0].decode()
+                    fake.uploads.append(name)
+                    self.reply(json.dumps({"name": name, "subfolder": "", "type": "input"}).encode())
+                elif self.path == "/prompt":
+                    fake.prompts.append(json.loads(body)["prompt"])
+                    self.reply(json.dumps({"prompt_id": str(len(fake.prompts) - 1)}).encode())
+                else:
+                    self.send_error(404)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fake_servers():
+    servers = [FakeComfy(), FakeComfy()]
+    yield servers
+    for server in servers:
+        server.close()
+
+
+def test_cases_spread_over_servers_and_resume(tmp_path, fake_servers):
+    for index in range(4):
+        write_case(tmp_path / "cases", f"c{index}", prompt=f"a photo of a sks dog {index}")
+    cases = batch.load_cases(tmp_path / "cases")
+    template = batch.load_workflow(WORKFLOWS / "api" / "dreammix_inpaint.json")
+    urls = [server.url for server in fake_servers]
+    first = batch.run_cases(cases, [0, 1], tmp_path / "out", urls, template, limit=3)
+    assert sorted(first.ran) == ["c0", "c1", "c2"] and not first.failed
+    second = batch.run_cases(cases, [0, 1], tmp_path / "out", urls, template)
+    assert second.ran == ["c3"] and second.skipped == ["c0", "c1", "c2"]
+    prompts = [graph for server in fake_servers for graph in server.prompts]
+    assert len(prompts) == 8  # 4 cases x 2 seeds, none run twice
+    seen = {
+        (g[batch.find_roles(g).prompt]["inputs"]["text"], g[batch.find_roles(g).inpaint]["inputs"]["seed"])
+        for g in prompts
+    }
+    assert seen == {(f"a photo of a sks dog {i}", seed) for i in range(4) for seed in (0, 1)}
+    for case in cases:
+        for seed in (0, 1):
+            assert batch.image_path(tmp_path / "out", case, seed).is_file()
+    uploads = [name for server in fake_servers for name in server.uploads]
+    assert sorted(uploads) == [f"dreammix_batch_c{i}.png" for i in range(4)]
+
+
+def test_a_failing_case_is_reported_and_the_others_go_on(tmp_path, fake_servers, capsys):
+    write_case(tmp_path / "cases", "c0")
+    fake_servers[0].fail = True
+    code = batch.main(
+        [str(tmp_path / "cases"), "--out", str(tmp_path / "out"), "--server", fake_servers[0].url, "--no-metrics"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "case c0 failed: node 5 (DreamMixInpaint) failed" in err and "The mask is empty" in err
+    assert "| c0 | 0 |  |  |  |" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_an_unreachable_server_is_named(tmp_path, capsys):
+    write_case(tmp_path / "cases", "c0")
+    assert (
+        batch.main([str(tmp_path / "cases"), "--out", str(tmp_path / "o"), "--server", UNREACHABLE, "--no-metrics"])
+        == 1
+    )
+    assert f"No ComfyUI server answers at {UNREACHABLE}" in capsys.readouterr().err
