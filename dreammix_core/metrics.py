@@ -18,7 +18,6 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from PIL import Image
 
 from .attributes import IDENTIFIER
 from .errors import DreamMixInputError
-from .vlm import _looks_like_path
+from .model_source import local_model_folder
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 DEFAULT_DINO = "facebook/dino-vits16"
@@ -125,32 +124,6 @@ def subject_crop(image: Image.Image, mask: Any) -> Image.Image:
 # --- loading --------------------------------------------------------------------------------
 
 
-def _local_folder(source: str, kind: str, allow_download: bool) -> Path:
-    """The folder holding the model: `source` itself, or the cached (or, if allowed, downloaded) Hub snapshot."""
-    name, example = _KIND_NAMES[kind], _DEFAULTS[kind]
-    path = Path(source).expanduser()
-    if path.exists() or _looks_like_path(source):
-        if not path.is_dir():
-            raise DreamMixInputError(
-                f"The {name} model folder '{source}' does not exist. Give the folder that holds the model's "
-                f"config.json, or a Hugging Face id such as '{example}'."
-            )
-    else:
-        from huggingface_hub import snapshot_download
-
-        try:
-            path = Path(snapshot_download(source, local_files_only=not allow_download))
-        except Exception as error:  # not cached offline, no such repository, malformed id, no network
-            how = "could not be downloaded" if allow_download else "is not in the local Hugging Face cache"
-            raise DreamMixInputError(
-                f"The {name} model '{source}' {how}. Download it first (e.g. `huggingface-cli download {source}`) "
-                f"or give the local folder that holds its files. ({type(error).__name__}: {error})"
-            ) from error
-    if not (path / "config.json").is_file():
-        raise DreamMixInputError(f"The {name} model folder '{path}' has no model in it (no config.json).")
-    return path
-
-
 def _pil_image_processor(folder: str) -> Any:
     """The image processor on the PIL backend (transformers 5: backend='pil'; 4.x: use_fast=False)."""
     major = int(transformers.__version__.split(".")[0])
@@ -171,7 +144,7 @@ def load_metric_model(
         raise ValueError(f"kind must be 'clip' or 'dino', not {kind!r}")
     name = _KIND_NAMES[kind]
     source = str(source or "").strip() or _DEFAULTS[kind]
-    folder = str(_local_folder(source, kind, allow_download))
+    folder = str(local_model_folder(source, f"{name} model", _DEFAULTS[kind], allow_download))
     try:
         config = transformers.AutoConfig.from_pretrained(folder)
         if kind == "clip" and not (hasattr(config, "text_config") and hasattr(config, "vision_config")):

@@ -12,7 +12,6 @@ cache, because ComfyUI often runs offline and transformers would otherwise retry
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,41 +20,9 @@ from PIL import Image
 
 from .attributes import VLM_QUESTION, check_class_word, parse_vlm_answer
 from .errors import DreamMixInputError
+from .model_source import local_model_folder
 
 _EXAMPLE_ID = "llava-hf/llava-interleave-qwen-0.5b-hf"
-
-
-def _looks_like_path(source: str) -> bool:
-    """A Hub id is 'name' or 'owner/name'; anything else with a separator or a leading dot/tilde is a folder."""
-    return Path(source).is_absolute() or source.startswith((".", "~")) or "\\" in source or source.count("/") > 1
-
-
-def _local_folder(source: str, allow_download: bool) -> Path:
-    """The folder holding the model: `source` itself, or the cached (or, if allowed, downloaded) Hub snapshot."""
-    path = Path(source).expanduser()
-    if path.exists() or _looks_like_path(source):
-        if not path.is_dir():
-            raise DreamMixInputError(
-                f"The VLM folder '{source}' does not exist. Give the folder that holds the model's config.json, "
-                f"or a Hugging Face id such as '{_EXAMPLE_ID}'."
-            )
-    else:
-        from huggingface_hub import snapshot_download
-
-        try:
-            path = Path(snapshot_download(source, local_files_only=not allow_download))
-        except Exception as error:  # not cached offline, no such repository, malformed id, no network
-            how = "could not be downloaded" if allow_download else "is not in the local Hugging Face cache"
-            raise DreamMixInputError(
-                f"The VLM '{source}' {how}. Download it first (e.g. `huggingface-cli download {source}`) "
-                f"or give the local folder that holds its files. ({type(error).__name__}: {error})"
-            ) from error
-    if not (path / "config.json").is_file():
-        raise DreamMixInputError(
-            f"The VLM folder '{path}' has no model in it (no config.json). Put all files of a vision-language "
-            f"model there, e.g. those of '{_EXAMPLE_ID}'."
-        )
-    return path
 
 
 def _model_classes() -> list[Any]:
@@ -75,7 +42,7 @@ def load_vlm(
     source = str(source).strip()
     if not source:
         raise DreamMixInputError(f"Give the VLM as a local folder or a Hugging Face id, e.g. '{_EXAMPLE_ID}'.")
-    folder = str(_local_folder(source, allow_download))
+    folder = str(local_model_folder(source, "VLM", _EXAMPLE_ID, allow_download))
     try:
         processor = transformers.AutoProcessor.from_pretrained(folder)
     except (OSError, ValueError, KeyError) as error:

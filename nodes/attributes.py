@@ -5,12 +5,9 @@ from __future__ import annotations
 import os
 
 import comfy.model_management
-import comfy.model_patcher
 import folder_paths
-import numpy as np
 import torch
 from comfy_api.latest import io
-from PIL import Image
 
 from ..dreammix_core.attributes import edit_prompt, instance_prompt, regular_prompts
 from ..dreammix_core.errors import DreamMixInputError
@@ -24,6 +21,8 @@ from ..dreammix_core.tas import (
     parse_attribute_list,
     reject,
 )
+from .convert import to_pil
+from .managed_models import managed_model
 
 CATEGORY = "DreamMix/attributes"
 VLM_FOLDER = "vlm"
@@ -167,37 +166,18 @@ def _vlm_source(choice: str, hub_id: str) -> str | None:
     raise DreamMixInputError(f"The VLM folder '{choice}' is no longer in models/{VLM_FOLDER}: refresh the node.")
 
 
-class _VLMHolder(torch.nn.Module):
-    """ModelPatcher records its device on the module; transformers models make `device` read-only."""
-
-    def __init__(self, vlm: torch.nn.Module) -> None:
-        super().__init__()
-        self.vlm = vlm
-
-
-_LOADED_VLMS: dict[str, tuple[comfy.model_patcher.ModelPatcher, object]] = {}
+_PROCESSORS: dict[str, object] = {}
 
 
 def loaded_vlm(source: str) -> tuple[torch.nn.Module, object]:
-    """Loads a VLM once and hands it to ComfyUI's memory management, which places it and evicts others."""
+    """The VLM and its processor, loaded once and placed by ComfyUI's memory management."""
     from ..dreammix_core.vlm import load_vlm
 
-    if source not in _LOADED_VLMS:
-        model, processor = load_vlm(source, dtype=comfy.model_management.text_encoder_dtype())
-        patcher = comfy.model_patcher.ModelPatcher(
-            _VLMHolder(model),
-            load_device=comfy.model_management.get_torch_device(),
-            offload_device=comfy.model_management.unet_offload_device(),
-            size=comfy.model_management.module_size(model),
-        )
-        _LOADED_VLMS[source] = (patcher, processor)
-    patcher, processor = _LOADED_VLMS[source]
-    comfy.model_management.load_models_gpu([patcher], force_full_load=True)
-    return patcher.model.vlm, processor
+    def load() -> torch.nn.Module:
+        model, _PROCESSORS[source] = load_vlm(source, dtype=comfy.model_management.text_encoder_dtype())
+        return model
 
-
-def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    return [Image.fromarray((image[..., :3].cpu().numpy() * 255).round().astype(np.uint8)) for image in images]
+    return managed_model(("vlm", source), load), _PROCESSORS[source]
 
 
 class DreamMixAttributeRefine(io.ComfyNode):

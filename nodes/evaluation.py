@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import comfy.model_management
-import comfy.model_patcher
-import numpy as np
 import torch
 from comfy_api.latest import io, ui
-from PIL import Image
 
 from ..dreammix_core.errors import DreamMixInputError
 from ..dreammix_core.metrics import (
@@ -19,41 +15,26 @@ from ..dreammix_core.metrics import (
     mean_scores,
     score,
 )
+from .convert import to_pil
+from .managed_models import managed_model
 
 CATEGORY = "DreamMix/evaluation"
 
 
-class _MetricHolder(torch.nn.Module):
-    """ModelPatcher records its device on the module; transformers models make `device` read-only."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.metric = model
-
-
-_LOADED: dict[tuple[str, str], tuple[comfy.model_patcher.ModelPatcher, MetricModel]] = {}
+_LOADED: dict[tuple[str, str], MetricModel] = {}
 
 
 def loaded_metric_model(kind: str, source: str) -> MetricModel:
-    """Loads a CLIP or DINO model once (float32, for repeatable scores) and lets ComfyUI place and evict it."""
+    """A CLIP or DINO model (float32, for repeatable scores), loaded once and placed by ComfyUI."""
     key = (kind, source)
-    if key not in _LOADED:
-        loaded = load_metric_model(kind, source, device="cpu", dtype=torch.float32)
-        patcher = comfy.model_patcher.ModelPatcher(
-            _MetricHolder(loaded.model),
-            load_device=comfy.model_management.get_torch_device(),
-            offload_device=comfy.model_management.unet_offload_device(),
-            size=comfy.model_management.module_size(loaded.model),
-        )
-        _LOADED[key] = (patcher, loaded)
-    patcher, loaded = _LOADED[key]
-    comfy.model_management.load_models_gpu([patcher], force_full_load=True)
-    loaded.model = patcher.model.metric
-    return loaded
 
+    def load() -> torch.nn.Module:
+        _LOADED[key] = load_metric_model(kind, source, device="cpu", dtype=torch.float32)
+        return _LOADED[key].model
 
-def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    return [Image.fromarray((image[..., :3].cpu().float().numpy() * 255).round().astype(np.uint8)) for image in images]
+    model = managed_model(key, load)
+    _LOADED[key].model = model
+    return _LOADED[key]
 
 
 class DreamMixScore(io.ComfyNode):

@@ -1,0 +1,231 @@
+"""The host-independent LoRA training loop of method.md §4, with checkpoints that resume exactly.
+
+The host (ComfyUI node, diffusers script, test) supplies the trainable parameters and one callable,
+`predict_eps(index, noise, timestep) -> eps prediction`, which noises example `index`'s latent with
+its own noise schedule and runs its denoiser. The loop owns everything else: which example each
+micro-step draws (`MixSampler`), the noise and the timestep (uniform over the training timesteps),
+the mask-weighted loss, gradient accumulation, AdamW, checkpoints and the loss history.
+
+Every micro-step's randomness comes from a generator seeded by (seed, micro-step index) only, and a
+checkpoint holds the parameters, the optimizer state and the history, so a run resumed from a
+checkpoint takes bit-for-bit the path an uninterrupted run takes on the same device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.utils.checkpoint
+from PIL import Image, ImageDraw
+
+from .training_data import MixSampler, step_generator
+from .training_loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, weighted_eps_loss
+
+CHECKPOINT_SUFFIX = ".state"
+"""Not a model extension ComfyUI lists, so checkpoints never show up in a LoRA loader."""
+_CHECKPOINT_NAME = re.compile(r"^step_(\d+)" + re.escape(CHECKPOINT_SUFFIX) + "$")
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The optimisation recipe; defaults are method.md §4's."""
+
+    steps: int = 1000
+    """Optimizer steps; each accumulates `grad_accumulation` micro-steps of batch 1."""
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-4
+    grad_accumulation: int = 4
+    seed: int = 0
+    num_timesteps: int = 1000
+    inside_weight: float = INSIDE_WEIGHT
+    outside_weight: float = OUTSIDE_WEIGHT
+    checkpoint_every: int = 100
+    """Optimizer steps between checkpoints (0: none)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """What the loop needs of one training copy: its latent's shape and its latent-resolution loss mask."""
+
+    latent_shape: tuple[int, ...]
+    loss_mask: torch.Tensor
+    """(1, h, w), 1 inside the (augmented) object mask."""
+
+
+PredictEps = Callable[[int, torch.Tensor, int], torch.Tensor]
+
+
+@dataclass
+class TrainingResult:
+    step: int
+    losses: list[float]
+    """Mean loss of each optimizer step, from step 1."""
+    resumed_from: int
+    """The step the run started from (0: fresh)."""
+
+
+def fingerprint(settings: LoopSettings, **extra: object) -> str:
+    """A hash of everything that decides the result, to refuse resuming a different run's checkpoints.
+
+    The checkpoint interval is left out: changing it does not change the trajectory.
+    """
+    payload = {k: v for k, v in asdict(settings).items() if k != "checkpoint_every"} | extra
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def checkpoint_path(folder: str, step: int) -> str:
+    return os.path.join(folder, f"step_{step:06d}{CHECKPOINT_SUFFIX}")
+
+
+def latest_checkpoint(folder: str) -> str | None:
+    if not os.path.isdir(folder):
+        return None
+    steps = [int(m.group(1)) for name in os.listdir(folder) if (m := _CHECKPOINT_NAME.match(name))]
+    return checkpoint_path(folder, max(steps)) if steps else None
+
+
+def save_checkpoint(folder: str, state: dict) -> str:
+    """Write atomically (temp file + rename): an interrupted write never leaves a broken latest checkpoint."""
+    os.makedirs(folder, exist_ok=True)
+    path = checkpoint_path(folder, state["step"])
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def load_checkpoint(path: str) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train(
+    params: dict[str, torch.nn.Parameter],
+    examples: list[Example],
+    sampler: MixSampler,
+    predict_eps: PredictEps,
+    settings: LoopSettings,
+    run_id: str = "",
+    checkpoint_folder: str | None = None,
+    check_interrupt: Callable[[], None] | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> TrainingResult:
+    """Optimise `params` in place; resume from the latest checkpoint in `checkpoint_folder` if it has one.
+
+    `run_id` (see `fingerprint`) must match the checkpoint's, else ValueError: a folder never mixes runs.
+    `check_interrupt` is called before every micro-step and may raise to stop; nothing is lost but the
+    steps since the last checkpoint.
+    """
+    optimizer = torch.optim.AdamW(list(params.values()), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    step, losses = 0, []
+    latest = latest_checkpoint(checkpoint_folder) if checkpoint_folder else None
+    if latest:
+        state = load_checkpoint(latest)
+        if state.get("run_id") != run_id:
+            raise ValueError(
+                f"{checkpoint_folder} holds checkpoints of a different training run (other images, prompts or "
+                "settings): use another LoRA name, or delete that folder to start over."
+            )
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(state["params"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        step, losses = state["step"], list(state["losses"])
+    resumed_from = step
+
+    def checkpoint() -> None:
+        params_cpu = {name: p.detach().to("cpu", copy=True) for name, p in params.items()}
+        state = {"step": step, "losses": losses, "params": params_cpu, "optimizer": optimizer.state_dict()}
+        save_checkpoint(checkpoint_folder, state | {"run_id": run_id})
+
+    optimizer.zero_grad(set_to_none=True)
+    while step < settings.steps:
+        total = 0.0
+        for micro in range(settings.grad_accumulation):
+            if check_interrupt:
+                check_interrupt()
+            generator = step_generator(settings.seed, step * settings.grad_accumulation + micro)
+            index = sampler.draw(generator)
+            example = examples[index]
+            noise = torch.randn((1, *example.latent_shape), generator=generator)
+            timestep = int(torch.randint(settings.num_timesteps, (), generator=generator))
+            prediction = predict_eps(index, noise, timestep)
+            mask = example.loss_mask[None].to(prediction.device)
+            loss = weighted_eps_loss(
+                prediction, noise.to(prediction.device), mask, settings.inside_weight, settings.outside_weight
+            )
+            (loss / settings.grad_accumulation).backward()
+            total += float(loss.detach())
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(total / settings.grad_accumulation)
+        if on_step:
+            on_step(step, settings.steps, losses[-1])
+        if checkpoint_folder and settings.checkpoint_every and step % settings.checkpoint_every == 0:
+            checkpoint()
+    return TrainingResult(step, losses, resumed_from)
+
+
+@contextlib.contextmanager
+def gradient_checkpointing(modules: Iterable[torch.nn.Module], enabled: bool = True) -> Iterator[None]:
+    """Recompute each module's activations in the backward pass (less memory, ~30% more time).
+
+    Sets an instance-level `forward` on each module for the duration and removes it after, so the
+    class and any other user of the module are untouched once the block exits.
+    """
+    patched = []
+    try:
+        if enabled:
+            for module in modules:
+                if "forward" in vars(module):
+                    continue
+                original = module.forward
+
+                def forward(*args, _original=original, **kwargs):
+                    if not torch.is_grad_enabled():
+                        return _original(*args, **kwargs)
+                    return torch.utils.checkpoint.checkpoint(_original, *args, use_reentrant=False, **kwargs)
+
+                module.forward = forward
+                patched.append(module)
+        yield
+    finally:
+        for module in patched:
+            del module.forward
+
+
+def loss_curve_image(losses: list[float], width: int = 512, height: int = 256, smooth: int = 20) -> Image.Image:
+    """The per-step loss (light) and its moving average (dark) on a white canvas, with min/max labels."""
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    if not losses:
+        draw.text((10, height // 2), "no steps trained", fill="black")
+        return image
+    margin = 20
+    low, high = min(losses), max(losses)
+    span = (high - low) or 1.0
+
+    def point(i: int, value: float) -> tuple[float, float]:
+        x = margin + (width - 2 * margin) * (i / max(len(losses) - 1, 1))
+        return x, height - margin - (height - 2 * margin) * (value - low) / span
+
+    window = max(1, min(smooth, len(losses) // 5 or 1))
+    averaged = [
+        sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+        for i in range(len(losses))
+    ]
+    for values, colour in ((losses, (160, 190, 240)), (averaged, (20, 60, 160))):
+        points = [point(i, v) for i, v in enumerate(values)]
+        if len(points) == 1:
+            draw.ellipse([points[0][0] - 2, points[0][1] - 2, points[0][0] + 2, points[0][1] + 2], fill=colour)
+        else:
+            draw.line(points, fill=colour, width=2)
+    draw.text((4, 2), f"max {high:.4f}", fill="black")
+    draw.text((4, height - 14), f"min {low:.4f}   steps {len(losses)}   last {averaged[-1]:.4f}", fill="black")
+    return image

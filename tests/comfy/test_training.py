@@ -1,0 +1,90 @@
+"""ComfyUI tier: subject LoRA training (method.md §4) on the tiny SD1.5 checkpoints, in one probe process.
+
+The probe (training_probe.py, run under COMFYUI_PYTHON) trains at 64 px for a few steps on CPU and
+reports: the loss curve of an over-fitting run, the round trip through ComfyUI's LoraLoaderModelOnly,
+a cancelled-then-resumed run against an uninterrupted one, the regular-data node's reuse, inpainting-
+mode training on the 9-channel checkpoint, and every "lora key not loaded" / "NOT LOADED" warning.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import PACK_ROOT
+
+PROBE = Path(__file__).with_name("training_probe.py")
+
+
+@pytest.fixture(scope="module")
+def report(comfy_install, checkpoints, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("training")
+    pack_dir = root / "ComfyUI-DreamMix"
+    pack_dir.symlink_to(PACK_ROOT)
+    work = root / "work"
+    work.mkdir()
+    result = subprocess.run(
+        [
+            comfy_install.python,
+            str(PROBE),
+            str(comfy_install.path),
+            str(pack_dir),
+            str(checkpoints.directory),
+            str(work),
+        ],
+        cwd=comfy_install.path,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("TRAINING_PROBE ")]
+    assert result.returncode == 0 and lines, result.stderr[-6000:]
+    data = json.loads(lines[-1].removeprefix("TRAINING_PROBE "))
+    print("TRAINING", json.dumps(data))
+    return data
+
+
+def test_loss_falls_when_overfitting(report) -> None:
+    losses = report["losses"]
+    print("loss curve", losses)
+    assert len(losses) == 40
+    assert sum(losses[-10:]) < 0.9 * sum(losses[:10])
+    assert report["curve_shape"][0] == 1 and report["curve_shape"][-1] == 3
+
+
+def test_saved_lora_round_trips_through_lora_loader(report) -> None:
+    print("round trip max diff", report["roundtrip_max_diff"], "trained vs base", report["trained_vs_base_max_diff"])
+    assert report["roundtrip_max_diff"] < 1e-4
+    assert report["trained_vs_base_max_diff"] > 100 * max(report["roundtrip_max_diff"], 1e-7)
+    assert all(key.startswith("lora_unet_") for key in report["lora_keys"])
+
+
+def test_cancelled_and_resumed_equals_uninterrupted(report) -> None:
+    print("resume max diff", report["resume_max_diff"], "checkpoints", report["checkpoints_after_cancel"])
+    assert report["interrupted"]
+    assert report["checkpoints_after_cancel"] == ["step_000002.state"]
+    assert not report["lora_after_cancel"]
+    assert report["resume_same_keys"] and report["resume_max_diff"] == 0.0
+
+
+def test_existing_lora_is_never_overwritten(report) -> None:
+    assert report["overwrite_refused"]
+
+
+def test_regular_data_is_reused(report) -> None:
+    print("regular data seconds (first, rerun)", report["regular_seconds"])
+    assert report["regular_files"] == 2 * (1 + 2 * 2)  # per prompt: prompt.txt + 2 images + 2 masks
+    assert report["regular_files_after_rerun"] == 2 * (1 + 3 * 2)
+    assert report["regular_reused_unchanged"] and report["regular_reused_equal"]
+    assert report["regular_preview_shapes"] == [[4, 64, 64, 3], [6, 64, 64, 3], [4, 64, 64]]
+    assert report["adm_lora"] == "adm.safetensors"
+
+
+def test_inpainting_model_trains(report) -> None:
+    assert report["inpaint_lora"] == "inpaint.safetensors"
+
+
+def test_no_key_not_loaded_warnings(report) -> None:
+    assert report["key_warnings"] == []

@@ -1,0 +1,219 @@
+"""Exercises the training nodes on a real ComfyUI in one process; prints one JSON line `TRAINING_PROBE {...}`.
+
+usage: python training_probe.py COMFYUI_PATH PACK_DIR CHECKPOINT_DIR WORK_DIR
+PACK_DIR is a custom_nodes-style folder whose name ComfyUI imports the pack under.
+Runs on CPU. Calls ComfyUI's own LoraLoaderModelOnly to load the saved LoRA (a test may call other nodes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+
+SIDE = 64
+
+
+class LogCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str) -> dict:
+    sys.path.insert(0, comfyui)
+    sys.argv = [sys.argv[0], "--cpu"]
+    import comfy.options
+
+    comfy.options.enable_args_parsing()
+    import comfy.model_management
+    import comfy.sd
+    import comfy.utils
+    import folder_paths
+    import torch
+
+    import nodes
+
+    capture = LogCapture()
+    logging.getLogger().addHandler(capture)
+    loras = os.path.join(work, "loras")
+    os.makedirs(loras, exist_ok=True)
+    folder_paths.add_model_folder_path("loras", loras, is_default=True)
+    folder_paths.set_output_directory(os.path.join(work, "output"))
+    if not asyncio.run(nodes.load_custom_node(pack_dir)):
+        raise SystemExit("the pack did not load")
+    if "DreamMixTrainSubjectLoRA" in nodes.NODE_CLASS_MAPPINGS:
+        train_node = nodes.NODE_CLASS_MAPPINGS["DreamMixTrainSubjectLoRA"]
+        data_node = nodes.NODE_CLASS_MAPPINGS["DreamMixRegularData"]
+    else:  # not registered in the pack's __init__ yet: the module, imported under the pack's package name
+        module = importlib.import_module(pack_dir.replace(".", "_x_") + ".nodes.training")
+        train_node, data_node = module.DreamMixTrainSubjectLoRA, module.DreamMixRegularData
+
+    def load(name: str):
+        return comfy.sd.load_checkpoint_guess_config(
+            os.path.join(checkpoint_dir, name), output_vae=True, output_clip=True
+        )[:3]
+
+    model, clip, vae = load("tiny_sd15.safetensors")
+
+    # four subject "photos" of different sizes: a coloured square on a grey background
+    generator = torch.Generator().manual_seed(0)
+    images, masks = [], []
+    for i, (h, w) in enumerate([(64, 64), (80, 64), (64, 96), (72, 72)]):
+        image = torch.full((1, h, w, 3), 0.5)
+        mask = torch.zeros(1, h, w)
+        top, left = h // 4, w // 4
+        image[0, top : top + h // 2, left : left + w // 2] = torch.rand(3, generator=generator)
+        mask[0, top : top + h // 2, left : left + w // 2] = 1
+        images.append(image)
+        masks.append(mask)
+
+    def recipe(**overrides) -> dict:
+        base = {
+            "instance_prompt": "a photo of a sks box",
+            "regular_dataset": "",
+            "lora_name": "probe",
+            "steps": 6,
+            "learning_rate": 1e-3,
+            "rank": 4,
+            "alpha": 4.0,
+            "target_modules": "attention k, v, out (DreamMix)",
+            "grad_accumulation": 1,
+            "regular_probability": 0.3,
+            "inside_weight": 1.5,
+            "outside_weight": 0.6,
+            "subject_copies": 10,
+            "regular_copies": 3,
+            "resolution": SIDE,
+            "seed": 7,
+            "checkpoint_every": 2,
+            "gradient_checkpointing": False,
+            "training_dtype": "fp32",
+        }
+        base.update(overrides)
+        return {key: [value] for key, value in base.items()}
+
+    def run_train(model_, clip_, vae_, **overrides):
+        with torch.inference_mode():  # as ComfyUI's executor runs nodes
+            return train_node.execute([model_], [clip_], [vae_], images, masks, **recipe(**overrides)).args
+
+    report: dict = {}
+
+    # 1. over-fitting four images: the loss falls
+    start = time.perf_counter()
+    trained, lora_file, curve = run_train(
+        model, clip, vae, lora_name="overfit", steps=40, learning_rate=3e-3, subject_copies=1, checkpoint_every=40
+    )
+    report["overfit_seconds"] = time.perf_counter() - start
+    report["curve_shape"] = list(curve.shape)
+
+    # 2. the saved LoRA through ComfyUI's LoraLoaderModelOnly reproduces the trained MODEL
+    loaded = nodes.LoraLoaderModelOnly().load_lora_model_only(model, lora_file, 1.0)[0]
+    x = torch.randn(1, 4, SIDE // 8, SIDE // 8, generator=torch.Generator().manual_seed(1))
+    sigma = torch.tensor([3.0])
+    context = clip.encode_from_tokens(clip.tokenize("a photo of a sks box"))
+
+    def output(patcher) -> torch.Tensor:
+        comfy.model_management.load_models_gpu([patcher], force_full_load=True)
+        with torch.no_grad():
+            return patcher.model.apply_model(x, sigma, c_crossattn=context).clone()
+
+    out_trained, out_loaded, out_base = output(trained), output(loaded), output(model)
+    report["roundtrip_max_diff"] = float((out_trained - out_loaded).abs().max())
+    report["trained_vs_base_max_diff"] = float((out_trained - out_base).abs().max())
+    report["lora_keys"] = sorted(comfy.utils.load_torch_file(os.path.join(loras, lora_file)))[:3]
+    report["lora_key_count"] = len(comfy.utils.load_torch_file(os.path.join(loras, lora_file)))
+
+    # 3. losses of the over-fitting run, read from its last checkpoint
+    last = torch.load(os.path.join(loras, "overfit.checkpoints", "step_000040.state"), weights_only=True)
+    report["losses"] = [round(v, 5) for v in last["losses"]]
+
+    # 4. cancelled midway then resumed == uninterrupted
+    run_train(model, clip, vae, lora_name="straight", steps=6, checkpoint_every=2)
+    calls = {"n": 0}
+
+    def hook(value, total, preview, node_id=None):
+        calls["n"] += 1
+        if value == 3:
+            comfy.model_management.interrupt_current_processing(True)
+
+    comfy.utils.set_progress_bar_global_hook(hook)
+    try:
+        run_train(model, clip, vae, lora_name="resumed", steps=6, checkpoint_every=2)
+        report["interrupted"] = False
+    except comfy.model_management.InterruptProcessingException:
+        report["interrupted"] = True
+    finally:
+        comfy.model_management.interrupt_current_processing(False)
+        comfy.utils.set_progress_bar_global_hook(None)
+    report["checkpoints_after_cancel"] = sorted(os.listdir(os.path.join(loras, "resumed.checkpoints")))
+    report["lora_after_cancel"] = os.path.exists(os.path.join(loras, "resumed.safetensors"))
+    run_train(model, clip, vae, lora_name="resumed", steps=6, checkpoint_every=2)
+    a = comfy.utils.load_torch_file(os.path.join(loras, "straight.safetensors"))
+    b = comfy.utils.load_torch_file(os.path.join(loras, "resumed.safetensors"))
+    report["resume_max_diff"] = max(float((a[k] - b[k]).abs().max()) for k in a)
+    report["resume_same_keys"] = sorted(a) == sorted(b)
+
+    # 5. an existing LoRA is never overwritten
+    try:
+        run_train(model, clip, vae, lora_name="straight", steps=1)
+        report["overwrite_refused"] = False
+    except Exception as error:  # DreamMixInputError, imported under the pack's module name
+        report["overwrite_refused"] = "already exists" in str(error)
+
+    # 6. regular data: generated once, reused on a re-run; then ADM training with it
+    args = dict(
+        regular_prompts="a photo of a box\na photo of a red box",
+        images_per_prompt=2,
+        dataset_folder="regular_probe",
+        resolution=SIDE,
+        steps=2,
+        cfg=4.0,
+        sampler_name="euler",
+        scheduler="normal",
+        seed=0,
+        background_suffix=", plain background",
+        negative_prompt="",
+        mask_threshold=0.15,
+    )
+    with torch.inference_mode():
+        start = time.perf_counter()
+        folder, preview, regular_masks = data_node.execute(model, clip, vae, **args).args
+        first = time.perf_counter() - start
+        files = sorted(os.path.join(r, f) for r, _, fs in os.walk(folder) for f in fs)
+        mtimes = [os.path.getmtime(f) for f in files]
+        start = time.perf_counter()
+        folder2, preview2, _ = data_node.execute(model, clip, vae, **{**args, "images_per_prompt": 3}).args
+        second = time.perf_counter() - start
+    files_after = sorted(os.path.join(r, f) for r, _, fs in os.walk(folder) for f in fs)
+    report["regular_files"] = len(files)
+    report["regular_files_after_rerun"] = len(files_after)
+    report["regular_reused_unchanged"] = all(os.path.getmtime(f) == m for f, m in zip(files, mtimes))
+    report["regular_preview_shapes"] = [list(preview.shape), list(preview2.shape), list(regular_masks.shape)]
+    report["regular_reused_equal"] = bool(torch.equal(preview, preview2[[0, 1, 3, 4]]))
+    report["regular_seconds"] = [first, second]
+    _, adm_lora, _ = run_train(model, clip, vae, lora_name="adm", steps=3, regular_dataset=folder)
+    report["adm_lora"] = adm_lora
+
+    # 7. inpainting-mode training on the 9-channel model
+    inpaint_model, inpaint_clip, inpaint_vae = load("tiny_sd15_inpaint.safetensors")
+    _, inpaint_lora, _ = run_train(inpaint_model, inpaint_clip, inpaint_vae, lora_name="inpaint", steps=2)
+    loaded_inpaint = nodes.LoraLoaderModelOnly().load_lora_model_only(inpaint_model, inpaint_lora, 1.0)[0]
+    comfy.model_management.load_models_gpu([loaded_inpaint], force_full_load=True)
+    report["inpaint_lora"] = inpaint_lora
+
+    # 8. LoraLoader (model + clip) too
+    nodes.LoraLoader().load_lora(model, clip, lora_file, 1.0, 1.0)
+    report["key_warnings"] = [line for line in capture.lines if "lora key not loaded" in line or "NOT LOADED" in line]
+    return report
+
+
+if __name__ == "__main__":
+    print("TRAINING_PROBE " + json.dumps(main(*sys.argv[1:5])))

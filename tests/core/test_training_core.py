@@ -1,0 +1,216 @@
+"""ADM training core (method.md §4): Bézier masks, the weighted loss, the data mix and the resumable loop."""
+
+import pytest
+import torch
+
+from dreammix_core.errors import DreamMixInputError
+from dreammix_core.mask_augment import JITTER_RANGE, bezier_blob, mask_bbox
+from dreammix_core.training_data import MixSampler, Photo, expand, masked_image, step_generator
+from dreammix_core.training_loop import Example, LoopSettings, gradient_checkpointing, loss_curve_image, train
+from dreammix_core.training_loss import latent_mask, weighted_eps_loss
+
+
+def box_mask(height: int, width: int, top: int, left: int, bottom: int, right: int) -> torch.Tensor:
+    mask = torch.zeros(height, width)
+    mask[top:bottom, left:right] = 1
+    return mask
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_blob_covers_box_core_and_stays_in_image(seed: int) -> None:
+    mask = box_mask(256, 320, 80, 100, 180, 220)
+    blob = bezier_blob(mask, torch.Generator().manual_seed(seed))
+    assert blob.shape == mask.shape and set(blob.unique().tolist()) <= {0.0, 1.0}
+    core = JITTER_RANGE[1] + 1  # jitter moves outline points at most 20 px inward
+    assert blob[80 + core : 180 - core, 100 + core : 220 - core].min() == 1
+    assert blob.sum() >= mask[80 + core : 180 - core, 100 + core : 220 - core].numel()
+
+
+def test_blob_bulges_outside_the_box_and_is_clipped() -> None:
+    mask = box_mask(128, 128, 0, 0, 128, 128)  # box = image: the blob cannot leave it
+    blob = bezier_blob(mask, torch.Generator().manual_seed(0))
+    assert blob.shape == (128, 128) and blob.mean() > 0.8
+    small = box_mask(256, 256, 100, 100, 156, 156)
+    grown = sum(bezier_blob(small, torch.Generator().manual_seed(s)).sum() for s in range(8)) / 8
+    assert grown > small.sum() * 1.1  # control points pushed outward: on average the blob exceeds the box
+
+
+def test_blob_varies_with_seed_and_repeats_with_same_seed() -> None:
+    mask = box_mask(200, 200, 50, 60, 150, 140)
+    first = bezier_blob(mask, torch.Generator().manual_seed(1))
+    assert torch.equal(first, bezier_blob(mask, torch.Generator().manual_seed(1)))
+    assert not torch.equal(first, bezier_blob(mask, torch.Generator().manual_seed(2)))
+
+
+def test_empty_mask_gives_whole_image() -> None:
+    assert bezier_blob(torch.zeros(32, 48), torch.Generator().manual_seed(0)).min() == 1
+
+
+def test_loss_weights_are_2_25_inside_and_0_36_outside() -> None:
+    prediction = torch.ones(1, 4, 2, 2)
+    target = torch.zeros(1, 4, 2, 2)
+    inside = torch.ones(1, 1, 2, 2)
+    assert weighted_eps_loss(prediction, target, inside).item() == pytest.approx(2.25)
+    assert weighted_eps_loss(prediction, target, torch.zeros(1, 1, 2, 2)).item() == pytest.approx(0.36)
+    half = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+    assert weighted_eps_loss(prediction, target, half).item() == pytest.approx((2.25 + 0.36) / 2)
+    # squared error scales with the difference: diff 2 inside -> 4 * 2.25
+    assert weighted_eps_loss(prediction * 3, target + 1, inside).item() == pytest.approx(9.0)
+
+
+def test_latent_mask_is_max_pooled() -> None:
+    pixel = torch.zeros(1, 1, 16, 16)
+    pixel[0, 0, 9, 2] = 1  # one pixel marks its whole 8x8 latent cell
+    pooled = latent_mask(pixel, (2, 2))
+    assert pooled.tolist() == [[[[0.0, 0.0], [1.0, 0.0]]]]
+    assert latent_mask(pixel[:, 0], (2, 2)).shape == (1, 1, 2, 2)
+
+
+def photos(count: int, sizes: list[tuple[int, int]], prompt: int) -> list[Photo]:
+    out = []
+    for i in range(count):
+        height, width = sizes[i % len(sizes)]
+        image = torch.rand(height, width, 3, generator=torch.Generator().manual_seed(i))
+        out.append(Photo(image, box_mask(height, width, height // 4, width // 3, height // 2, width // 2), prompt))
+    return out
+
+
+def test_expand_copies_shapes_and_determinism() -> None:
+    subject = photos(3, [(300, 200), (128, 256), (400, 400)], 0)
+    regular = photos(2, [(256, 256)], 1)
+    copies = expand(subject, regular, 128, seed=5)
+    assert len(copies) == 3 * 10 + 2 * 3
+    assert [c.regular for c in copies] == [False] * 30 + [True] * 6
+    for copy in copies:
+        assert copy.image.shape == (3, 128, 128) and copy.mask.shape == (1, 128, 128)
+        assert 0 <= copy.image.min() and copy.image.max() <= 1
+        assert copy.mask.sum() > 0
+    again = expand(subject, regular, 128, seed=5)
+    assert all(torch.equal(a.image, b.image) and torch.equal(a.mask, b.mask) for a, b in zip(copies, again))
+    other = expand(subject, regular, 128, seed=6)
+    assert any(not torch.equal(a.mask, b.mask) for a, b in zip(copies, other))
+    # subject crops keep the object's box: each subject copy's blob contains its object's centre region
+    assert all(mask_bbox(c.mask[0]) is not None for c in copies[:30])
+
+
+def test_expand_refuses_empty_subject_mask_and_bad_resolution() -> None:
+    image = torch.rand(64, 64, 3)
+    with pytest.raises(DreamMixInputError, match="empty"):
+        expand([Photo(image, torch.zeros(64, 64), 0)], [], 64, seed=0)
+    with pytest.raises(DreamMixInputError, match="multiple of 64"):
+        expand([Photo(image, torch.ones(64, 64), 0)], [], 100, seed=0)
+    with pytest.raises(DreamMixInputError, match="mask"):
+        expand([Photo(image, torch.ones(32, 64), 0)], [], 64, seed=0)
+
+
+def test_masked_image_fills_half_grey() -> None:
+    image, mask = torch.ones(3, 4, 4), torch.zeros(1, 4, 4)
+    mask[..., :2] = 1
+    out = masked_image(image, mask)
+    assert out[..., :2].eq(0.5).all() and out[..., 2:].eq(1).all()
+
+
+def test_sampling_proportions() -> None:
+    sampler = MixSampler(subject_count=40, regular_count=90, regular_probability=0.3)
+    draws = torch.tensor([sampler.draw(step_generator(0, i)) for i in range(20000)])
+    regular = (draws >= 40).float().mean().item()
+    print(f"regular share {regular:.4f}")
+    assert regular == pytest.approx(0.3, abs=0.015)
+    counts = torch.bincount(draws[draws < 40], minlength=40).float()
+    assert counts.min() > 0.7 * counts.mean()  # uniform within the subject group
+    assert all(MixSampler(5, 0).draw(step_generator(1, i)) < 5 for i in range(200))  # no regular data: subject only
+
+
+class TinyDenoiser(torch.nn.Module):
+    """eps = conv(x_t) with a trainable low-rank-ish weight; enough to exercise the loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+        torch.nn.init.zeros_(self.conv.weight)
+        torch.nn.init.zeros_(self.conv.bias)
+
+
+def run_loop(tmp_path, steps: int, interrupt_at: int | None = None, folder: str = "ckpt", every: int = 2):
+    torch.manual_seed(0)
+    model = TinyDenoiser()
+    latents = [torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(i)) for i in range(6)]
+    masks = [torch.ones(1, 8, 8) for _ in latents]
+    examples = [Example(tuple(latent.shape), mask) for latent, mask in zip(latents, masks)]
+    calls = {"n": 0}
+
+    def predict(index: int, noise: torch.Tensor, t: int) -> torch.Tensor:
+        level = (t + 1) / 11  # a DDPM-like variance-preserving schedule over 10 timesteps
+        x_t = latents[index][None] * (1 - level) ** 0.5 + noise * level**0.5
+        return model.conv(x_t)
+
+    def check() -> None:
+        calls["n"] += 1
+        if interrupt_at is not None and calls["n"] > interrupt_at:
+            raise KeyboardInterrupt
+
+    settings = LoopSettings(
+        steps=steps, learning_rate=2e-2, grad_accumulation=2, checkpoint_every=every, seed=3, num_timesteps=10
+    )
+    params = dict(model.named_parameters())
+    result = train(params, examples, MixSampler(4, 2), predict, settings, "run", str(tmp_path / folder), check)
+    return model, result
+
+
+def test_loop_learns_and_resumes_exactly(tmp_path) -> None:
+    reference, result = run_loop(tmp_path, 40, folder="a")
+    print("loop losses", [round(v, 4) for v in result.losses])
+    assert len(result.losses) == 40 and sum(result.losses[-10:]) < 0.8 * sum(result.losses[:10])
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(tmp_path, 40, interrupt_at=11, folder="b")  # stopped in optimizer step 6: last checkpoint 4
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [f"step_00000{k}.state" for k in (2, 4)]
+    resumed, result = run_loop(tmp_path, 40, folder="b")
+    assert result.resumed_from == 4 and len(result.losses) == 40
+    for (name, a), b in zip(reference.named_parameters(), resumed.parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_loop_refuses_other_runs_checkpoints(tmp_path) -> None:
+    run_loop(tmp_path, 2, folder="c")
+    model = TinyDenoiser()
+    with pytest.raises(ValueError, match="different training run"):
+        train(
+            dict(model.named_parameters()),
+            [Example((4, 8, 8), torch.ones(1, 8, 8))],
+            MixSampler(1, 0),
+            lambda i, n, t: model.conv(n),
+            LoopSettings(steps=3, grad_accumulation=1),
+            "other",
+            str(tmp_path / "c"),
+        )
+
+
+def test_gradient_checkpointing_gives_same_gradients() -> None:
+    torch.manual_seed(0)
+    block = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU(), torch.nn.Linear(8, 8))
+    x = torch.randn(3, 8)
+    block(x).square().sum().backward()
+    plain = [p.grad.clone() for p in block.parameters()]
+    block.zero_grad()
+    with gradient_checkpointing([block]):
+        assert "forward" in vars(block)
+        block(x).square().sum().backward()
+    assert "forward" not in vars(block)
+    assert all(torch.allclose(a, p.grad) for a, p in zip(plain, block.parameters()))
+
+
+def test_loss_curve_image() -> None:
+    image = loss_curve_image([1.0, 0.8, 0.5, 0.4, 0.41])
+    assert image.size == (512, 256)
+    assert loss_curve_image([]).size == (512, 256) and loss_curve_image([0.3]).size == (512, 256)
+
+
+def test_background_difference_mask() -> None:
+    from dreammix_core.training_data import background_difference_mask
+
+    image = torch.ones(64, 80, 3) * 0.9
+    image[20:40, 30:60] = torch.tensor([0.8, 0.1, 0.1])
+    mask = background_difference_mask(image)
+    assert mask[20:40, 30:60].min() == 1 and mask[:10].max() == 0 and mask[:, :20].max() == 0
+    flat = background_difference_mask(torch.ones(64, 64, 3) * 0.5)  # nothing found: centred ellipse
+    assert flat[32, 32] == 1 and flat[0, 0] == 0 and 0.15 < flat.mean() < 0.25
