@@ -15,19 +15,28 @@ What runs:
             `vae.encode`, noise mask = mask, `comfy.sample.prepare_noise`,
             `comfy.sample.sample(..., noise_mask=...)`, `vae.decode`.
 Both run under `torch.inference_mode()` like ComfyUI's executor, with the same seed every run.
-DreamMix inherently does more VAE work (encode and decode of the local crop, encode of the
-composite for the global stage), so the comparison is only fair at equal steps; with a tiny
-random UNet and a full-size VAE that extra VAE work weighs far more than with a real UNet.
+Same steps means the same number of UNet calls at about the same resolution (LCG's steps on
+the crop, GCH's on the image). DreamMix inherently adds VAE work: plain encodes the image and
+decodes the result once; DreamMix encodes the crop, decodes LCG's estimate, encodes the
+composite and decodes the result (plus one masked-image encode per stage instead of one in
+all for inpainting models). With a tiny random UNet and a full-size VAE that extra VAE work
+weighs far more than with a real UNet, so the time ratio on test checkpoints overstates it.
+
+The table gives wall time (the budget's measure) and process CPU time, which other load on a
+shared machine disturbs much less; `--profile TOP` adds a cProfile of one extra DreamMix run.
 
 What "memory" means:
   CUDA  `torch.cuda.max_memory_allocated()` during the run after `reset_peak_memory_stats()`:
         the peak of all tensors on the device, resident weights included, so a second UNet
         copy shows up as the UNet's size.
   CPU   the peak increase of the process's resident set size over its value just before the
-        run, sampled every 5 ms by a background thread with psutil. Freed heap memory is handed
-        back to the OS (glibc `malloc_trim`) before each run so one run's leftovers do not hide
-        the next run's growth. It counts every allocation (activations, temporaries, copies of
-        weights), but not weights already resident before the run.
+        run, sampled every 5 ms by a background thread with psutil. It counts every allocation
+        made during the run (activations, temporaries, any copy of weights), not the weights
+        already resident. On Linux (glibc) RSS is made to follow live memory: glibc's mmap
+        threshold is pinned at 128 KiB, so every tensor-sized block is its own mapping and goes
+        back to the OS when freed (otherwise freed activations stay in malloc's heaps and the
+        peak measures fragmentation: tens of percent between identical runs), `malloc_trim` returns
+        free heap pages before each run. Both paths pay the same page faults for this.
 
 Usage:
   python benchmarks/inference_overhead.py --comfyui /opt/ComfyUI --ckpt tiny_sd15.safetensors \
@@ -65,6 +74,12 @@ MIB = 1 << 20
 MASK_SEMI_AXES = (0.33, 0.24)
 """Ellipse semi-axes as fractions of the side: pi * 0.33 * 0.24 ~ 0.25 of the image area."""
 POSITIVE_PROMPT = "a photo of a red backpack on a wooden table"
+DEFAULTED_INPUTS = ("switch", "context_factor", "feather")
+PROFILE_STAGES = rf"{PACK_DIR_NAME}|comfy/sd\.py:\d+\((encode|decode)\)|comfy/sample\.py"
+"""pstats restriction: the pack's functions and ComfyUI's VAE encode/decode and sampling calls."""
+M_MMAP_THRESHOLD = -3
+"""mallopt parameter number from glibc's malloc.h."""
+MMAP_THRESHOLD_BYTES = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,9 @@ class Workload:
 @dataclass(frozen=True)
 class Measurement:
     seconds: float
+    """Wall time: what the issue's budget is about."""
+    cpu_seconds: float
+    """CPU time of all this process's threads; far less disturbed than wall time by other load on a shared machine."""
     peak_bytes: int
 
 
@@ -102,8 +120,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sampler", default="euler", help="e.g. euler or dpmpp_2m_sde")
     parser.add_argument("--scheduler", default="normal", help="e.g. normal or karras")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", type=int, default=0, metavar="TOP",
-                        help="also cProfile one extra DreamMix run and print its TOP functions by own time")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="TOP",
+        help="also cProfile one extra DreamMix run and print its TOP functions by own and by cumulative time",
+    )
     args = parser.parse_args(argv)
     if args.size % 64 or args.size < 64:
         parser.error("--size must be a positive multiple of 64 (DreamMix's crop sizes are multiples of 64)")
@@ -136,12 +159,36 @@ def load_pack(custom_nodes: Path) -> type:
     return nodes.NODE_CLASS_MAPPINGS[NODE_ID]
 
 
-def node_runner(node_cls: type) -> Callable[..., Any]:
-    """The callable ComfyUI's executor builds for a V3 node (execution.py, `_async_map_node_over_list`)."""
+def dreammix_runner(node_cls: type) -> Callable[[Workload], torch.Tensor]:
+    """Runs the node through the callable ComfyUI's executor builds for a V3 node
+    (execution.py `_async_map_node_over_list`), with the node's own defaults for switch,
+    context and feather so the benchmark follows the pack when they change."""
     from comfy_api.internal import make_locked_method_func
 
     node_cls.VALIDATE_CLASS()
-    return make_locked_method_func(node_cls, node_cls.FUNCTION, node_cls.PREPARE_CLASS_CLONE({}))
+    execute = make_locked_method_func(node_cls, node_cls.FUNCTION, node_cls.PREPARE_CLASS_CLONE({}))
+    inputs = {entry.id: entry for entry in node_cls.GET_SCHEMA().inputs}
+    defaults = {name: inputs[name].default for name in DEFAULTED_INPUTS}
+
+    def run(work: Workload) -> torch.Tensor:
+        output = execute(
+            model=work.model,
+            positive=work.positive,
+            negative=work.negative,
+            vae=work.vae,
+            image=work.image,
+            mask=work.mask,
+            seed=work.seed,
+            steps=work.steps,
+            cfg=work.cfg,
+            sampler_name=work.sampler_name,
+            scheduler=work.scheduler,
+            resolution=work.image.shape[2],
+            **defaults,
+        )
+        return output.result[0]
+
+    return run
 
 
 def load_checkpoint(name: str, ckpt_dir: Path | None) -> tuple[Any, Any, Any]:
@@ -181,16 +228,6 @@ def make_mask(size: int) -> torch.Tensor:
     return inside.float().unsqueeze(0)
 
 
-def run_dreammix(work: Workload, run_node: Callable[..., Any]) -> torch.Tensor:
-    output = run_node(
-        model=work.model, positive=work.positive, negative=work.negative, vae=work.vae, image=work.image,
-        mask=work.mask, seed=work.seed, steps=work.steps, cfg=work.cfg, sampler_name=work.sampler_name,
-        scheduler=work.scheduler, switch=round(1 / 3, 3), context_factor=0.5, resolution=work.image.shape[2],
-        feather=32,
-    )
-    return output.result[0]
-
-
 def plain_conditioning(work: Workload) -> tuple[list, list, torch.Tensor]:
     """(positive, negative, latent) as VAEEncode, or InpaintModelConditioning for inpainting UNets, make them."""
     import node_helpers
@@ -198,8 +235,8 @@ def plain_conditioning(work: Workload) -> tuple[list, list, torch.Tensor]:
     pixels = work.image[..., :3]
     if "masked_image" not in getattr(work.model.model, "concat_keys", ()):
         return work.positive, work.negative, work.vae.encode(pixels)
-    keep = (1.0 - work.mask.round()).unsqueeze(-1)
-    concat = {"concat_latent_image": work.vae.encode((pixels - 0.5) * keep + 0.5), "concat_mask": work.mask.unsqueeze(1)}
+    masked = (pixels - 0.5) * (1.0 - work.mask.round()).unsqueeze(-1) + 0.5
+    concat = {"concat_latent_image": work.vae.encode(masked), "concat_mask": work.mask.unsqueeze(1)}
     positive = node_helpers.conditioning_set_values(work.positive, concat)
     negative = node_helpers.conditioning_set_values(work.negative, concat)
     return positive, negative, work.vae.encode(pixels)
@@ -215,11 +252,33 @@ def run_plain(work: Workload) -> torch.Tensor:
     latent = comfy.sample.fix_empty_latent_channels(work.model, latent)
     noise = comfy.sample.prepare_noise(latent, work.seed)
     samples = comfy.sample.sample(
-        work.model, noise, work.steps, work.cfg, work.sampler_name, work.scheduler, positive, negative, latent,
-        denoise=1.0, noise_mask=work.mask.unsqueeze(1), callback=latent_preview.prepare_callback(work.model, work.steps),
-        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=work.seed,
+        work.model,
+        noise,
+        work.steps,
+        work.cfg,
+        work.sampler_name,
+        work.scheduler,
+        positive,
+        negative,
+        latent,
+        denoise=1.0,
+        noise_mask=work.mask.unsqueeze(1),
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+        callback=latent_preview.prepare_callback(work.model, work.steps),
+        seed=work.seed,
     )
     return work.vae.decode(samples)
+
+
+def glibc() -> ctypes.CDLL | None:
+    return ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+
+
+def make_rss_follow_live_memory() -> None:
+    """Pins glibc's mmap threshold so freed tensors leave the RSS at once (see the module docstring)."""
+    libc = glibc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 def release_freed_memory() -> None:
@@ -227,8 +286,10 @@ def release_freed_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    elif sys.platform.startswith("linux"):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return
+    libc = glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 class RssPeak:
@@ -254,20 +315,24 @@ class RssPeak:
         self.peak = max(self.peak, self._process.memory_info().rss)
 
 
+def timed(run: Callable[[], torch.Tensor], wait: Callable[[], None] = lambda: None) -> tuple[float, float]:
+    """(wall, process CPU) seconds of `run`; `wait` blocks until queued device work is done."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    wait()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def measure(run: Callable[[], torch.Tensor]) -> Measurement:
-    """Wall time and peak memory (see the module docstring) of one run."""
+    """Wall time, CPU time and peak memory (see the module docstring) of one run."""
     release_freed_memory()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        run()
-        torch.cuda.synchronize()
-        return Measurement(time.perf_counter() - start, torch.cuda.max_memory_allocated())
+        seconds, cpu_seconds = timed(run, torch.cuda.synchronize)
+        return Measurement(seconds, cpu_seconds, torch.cuda.max_memory_allocated())
     with RssPeak() as rss:
-        start = time.perf_counter()
-        run()
-        seconds = time.perf_counter() - start
-    return Measurement(seconds, rss.peak - rss.baseline)
+        seconds, cpu_seconds = timed(run)
+    return Measurement(seconds, cpu_seconds, rss.peak - rss.baseline)
 
 
 def benchmark(runs: dict[str, Callable[[], torch.Tensor]], repeats: int) -> dict[str, list[Measurement]]:
@@ -282,21 +347,27 @@ def benchmark(runs: dict[str, Callable[[], torch.Tensor]], repeats: int) -> dict
 
 
 def print_profile(run: Callable[[], torch.Tensor], top: int) -> None:
+    """Own time shows the costly torch ops; cumulative time, restricted to the pack and ComfyUI's
+    VAE and sampler entry points, shows which DreamMix stage spends it (extra VAE calls, fill, ...)."""
     profiler = cProfile.Profile()
     profiler.runcall(run)
     stats = pstats.Stats(profiler, stream=sys.stdout)
     stats.sort_stats(pstats.SortKey.TIME).print_stats(top)
-    stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(top)
+    stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(PROFILE_STAGES, top)
 
 
 def print_table(results: dict[str, list[Measurement]], device: str) -> None:
     memory = "peak allocated" if device == "cuda" else "peak RSS increase"
-    print(f"{'path':<10} {'runs':>4} {'median s':>9} {'min s':>8} {'max s':>8} {f'{memory} MiB (median/max)':>36}")
+    print(f"{'path':<10} {'runs':>4} {'wall s median':>14} {'min':>8} {'max':>8} {'cpu s median':>13}   {memory} MiB")
     for name, runs in results.items():
         seconds = [m.seconds for m in runs]
-        peaks = [m.peak_bytes / MIB for m in runs]
-        print(f"{name:<10} {len(runs):>4} {statistics.median(seconds):>9.3f} {min(seconds):>8.3f} "
-              f"{max(seconds):>8.3f} {statistics.median(peaks):>27.1f} / {max(peaks):>6.1f}")
+        cpu_seconds = statistics.median(m.cpu_seconds for m in runs)
+        peaks = " ".join(f"{m.peak_bytes / MIB:.1f}" for m in runs)
+        print(
+            f"{name:<10} {len(runs):>4} {statistics.median(seconds):>14.3f} {min(seconds):>8.3f} "
+            f"{max(seconds):>8.3f} {cpu_seconds:>13.3f}   {peaks}"
+        )
+    print(f"cpu-time ratio {ratio(results, 'cpu_seconds'):.3f} (dreammix/plain, medians)")
 
 
 def ratio(results: dict[str, list[Measurement]], field: str) -> float:
@@ -311,21 +382,34 @@ def main(argv: list[str]) -> None:
     import comfy.utils
 
     comfy.utils.PROGRESS_BAR_ENABLED = False  # both paths read it; keeps the output to the table
+    if not torch.cuda.is_available():
+        make_rss_follow_live_memory()
     with tempfile.TemporaryDirectory(prefix="dreammix-bench-") as custom_nodes:
-        run_node = node_runner(load_pack(Path(custom_nodes)))
+        run_dreammix = dreammix_runner(load_pack(Path(custom_nodes)))
         model, clip, vae = load_checkpoint(args.ckpt, args.ckpt_dir)
         work = Workload(
-            model, vae, encode_prompt(clip, POSITIVE_PROMPT), encode_prompt(clip, ""), make_scene(args.size),
-            make_mask(args.size), args.seed, args.steps, args.cfg, args.sampler, args.scheduler,
+            model,
+            vae,
+            encode_prompt(clip, POSITIVE_PROMPT),
+            encode_prompt(clip, ""),
+            make_scene(args.size),
+            make_mask(args.size),
+            args.seed,
+            args.steps,
+            args.cfg,
+            args.sampler,
+            args.scheduler,
         )
-        runs = {"dreammix": lambda: run_dreammix(work, run_node), "plain": lambda: run_plain(work)}
+        runs = {"dreammix": lambda: run_dreammix(work), "plain": lambda: run_plain(work)}
         with torch.inference_mode():
             results = benchmark(runs, args.repeats)
             if args.profile:
                 print_profile(runs["dreammix"], args.profile)
     device = comfy.model_management.get_torch_device().type
-    print(f"checkpoint {args.ckpt}  device {device}  size {args.size}  steps {args.steps}  "
-          f"sampler {args.sampler}/{args.scheduler}  cfg {args.cfg}  torch threads {torch.get_num_threads()}")
+    print(
+        f"checkpoint {args.ckpt}  device {device}  size {args.size}  steps {args.steps}  "
+        f"sampler {args.sampler}/{args.scheduler}  cfg {args.cfg}  torch threads {torch.get_num_threads()}"
+    )
     print_table(results, device)
     print(f"RATIO time={ratio(results, 'seconds'):.3f} memory={ratio(results, 'peak_bytes'):.3f}")
 
