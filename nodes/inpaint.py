@@ -165,6 +165,11 @@ def _mask() -> io.Mask.Input:
     return io.Mask.Input("mask", tooltip="Where the subject goes. Grey values of 0.5 or more count as masked.")
 
 
+def _sampling_inputs() -> list:
+    """The settings LCG and GCH must share: one schedule, split at the switch."""
+    return [_seed(), _steps(), _cfg(), _sampler(), _scheduler(), _switch()]
+
+
 def _model_inputs() -> list:
     return [
         io.Model.Input("model", tooltip="The diffusion model: ordinary or 9-channel inpainting, SD1.5 or SDXL family."),
@@ -245,12 +250,7 @@ class DreamMixLocalSampler(io.ComfyNode):
                 *_model_inputs(),
                 io.Image.Input("local_image", tooltip="From DreamMix Local Crop."),
                 io.Mask.Input("local_mask", tooltip="From DreamMix Local Crop."),
-                _seed(),
-                _steps(),
-                _cfg(),
-                _sampler(),
-                _scheduler(),
-                _switch(),
+                *_sampling_inputs(),
             ],
             outputs=[
                 io.Latent.Output(
@@ -330,12 +330,7 @@ class DreamMixGlobalSampler(io.ComfyNode):
                 *_model_inputs(),
                 io.Latent.Input("latent", tooltip="From DreamMix Local Replace (carries the noise mask)."),
                 io.Image.Input("composite", tooltip="From DreamMix Local Replace; inpainting models see it masked."),
-                _seed(),
-                _steps(),
-                _cfg(),
-                _sampler(),
-                _scheduler(),
-                _switch(),
+                *_sampling_inputs(),
             ],
             outputs=[
                 io.Latent.Output(
@@ -405,12 +400,7 @@ class DreamMixInpaint(io.ComfyNode):
                 *_model_inputs(),
                 _image(),
                 _mask(),
-                _seed(),
-                _steps(),
-                _cfg(),
-                _sampler(),
-                _scheduler(),
-                _switch(),
+                *_sampling_inputs(),
                 _context(),
                 io.Int.Input(
                     "resolution",
