@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PACK_ROOT, ComfyInstall
+from conftest import ComfyInstall
+from probe import run_probe
 from server import ExecutionFailed
 
 PROBE = Path(__file__).with_name("tas_probe.py")
 
 
-def run_probe(install: ComfyInstall, checkpoint: Path, tmp_path: Path) -> dict:
-    pack_dir = tmp_path / "ComfyUI-DreamMix"
-    pack_dir.symlink_to(PACK_ROOT)
-    result = subprocess.run(
-        [install.python, str(PROBE), str(install.path), str(pack_dir), str(checkpoint)],
-        cwd=install.path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("TAS_PROBE ")]
-    assert result.returncode == 0 and lines, result.stderr[-4000:]
-    return json.loads(lines[-1].removeprefix("TAS_PROBE "))
+def run_tas_probe(install: ComfyInstall, checkpoint: Path, tmp_path: Path) -> dict:
+    return run_probe(install, PROBE, "TAS_PROBE", [str(checkpoint)], tmp_path)
 
 
 def check_probe(report: dict, encoders: list[str]) -> None:
@@ -43,11 +32,11 @@ def check_probe(report: dict, encoders: list[str]) -> None:
 
 
 def test_tas_on_sd15_clip(comfy_install, checkpoints, tmp_path) -> None:
-    check_probe(run_probe(comfy_install, checkpoints.path("tiny_sd15"), tmp_path), ["l"])
+    check_probe(run_tas_probe(comfy_install, checkpoints.path("tiny_sd15"), tmp_path), ["l"])
 
 
 def test_tas_on_sdxl_clips(comfy_install, checkpoints, sdxl_checkpoints, tmp_path) -> None:
-    check_probe(run_probe(comfy_install, checkpoints.path("tiny_sdxl"), tmp_path), ["g", "l"])
+    check_probe(run_tas_probe(comfy_install, checkpoints.path("tiny_sdxl"), tmp_path), ["g", "l"])
 
 
 def attribute_graph(typed: str) -> dict:

@@ -9,11 +9,10 @@ mode training on the 9-channel checkpoint, and every "lora key not loaded" / "NO
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PACK_ROOT
+from probe import run_probe
 
 PROBE = Path(__file__).with_name("training_probe.py")
 
@@ -21,27 +20,10 @@ PROBE = Path(__file__).with_name("training_probe.py")
 @pytest.fixture(scope="module")
 def report(comfy_install, checkpoints, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("training")
-    pack_dir = root / "ComfyUI-DreamMix"
-    pack_dir.symlink_to(PACK_ROOT)
     work = root / "work"
     work.mkdir()
-    result = subprocess.run(
-        [
-            comfy_install.python,
-            str(PROBE),
-            str(comfy_install.path),
-            str(pack_dir),
-            str(checkpoints.directory),
-            str(work),
-        ],
-        cwd=comfy_install.path,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("TRAINING_PROBE ")]
-    assert result.returncode == 0 and lines, result.stderr[-6000:]
-    data = json.loads(lines[-1].removeprefix("TRAINING_PROBE "))
+    args = [str(checkpoints.directory), str(work)]
+    data = run_probe(comfy_install, PROBE, "TRAINING_PROBE", args, root, timeout=1800)
     print("TRAINING", json.dumps(data))
     return data
 
