@@ -157,6 +157,11 @@ def final_composite(
 ) -> torch.Tensor:
     """The result inside mask and feather; the original pixels, exactly, everywhere else."""
     mask = validate_image_and_mask(image, mask)
+    return _composite(image, result, feather_mask(mask, feather))
+
+
+def _composite(image: torch.Tensor, result: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Blends `result`, its latent padding cropped off, onto `image` with the feathered mask `alpha`."""
     height, width = image.shape[1:3]
     if not (0 <= result.shape[1] - height < SIZE_MULTIPLE and 0 <= result.shape[2] - width < SIZE_MULTIPLE):
         raise DreamMixInputError(
@@ -165,7 +170,7 @@ def final_composite(
         )
     result = result[:, :height, :width]
     out = image.clone()
-    out[..., :3] = blend(image[..., :3], result[..., :3], feather_mask(mask, feather))
+    out[..., :3] = blend(image[..., :3], result[..., :3], alpha)
     return out
 
 
@@ -180,16 +185,17 @@ def dreammix_inpaint(
     check_alignment(backend.spatial_factor)
     switch = switch_step(settings.steps, settings.lam)
     binary = validate_image_and_mask(image, mask)
+    alpha = feather_mask(binary, settings.feather)  # one feathered mask for the paste and the final composite
     composite = image[..., :3]
     if switch > 0:
         region, local_image, local_mask = prepare_local(
             image, binary, settings.context_factor, settings.resolution, settings.feather, upscaler
         )
         denoised = local_generation(backend, local_image, local_mask, settings.steps, switch, settings.seed)
-        composite = replace_local(image, binary, region, backend.decode(denoised), settings.feather)
+        composite = paste_local(composite, backend.decode(denoised), region, alpha)
     result = composite
     if switch < settings.steps:
         pixels, padded_mask = pad_for_latent(composite, binary, backend.spatial_factor)
         latent = global_harmonization(backend, pixels, padded_mask, settings.steps, switch, fresh_seed(settings.seed))
         result = backend.decode(latent)
-    return final_composite(image, result, binary, settings.feather)
+    return _composite(image, result, alpha)
