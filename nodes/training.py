@@ -45,7 +45,14 @@ from ..dreammix_core.training_data import (
     expand,
     masked_image,
 )
-from ..dreammix_core.training_loop import Example, LoopSettings, fingerprint, loss_curve_image, train
+from ..dreammix_core.training_loop import (
+    Example,
+    LoopSettings,
+    fingerprint,
+    loss_curve_image,
+    train,
+)
+from ..dreammix_core.training_loop import gradient_checkpointing as recompute_in_backward
 from ..dreammix_core.training_loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, latent_mask
 
 CATEGORY = "DreamMix/training"
@@ -688,13 +695,11 @@ def _train(
 
     progress = comfy.utils.ProgressBar(steps)
     blocks = [m for m in trainer.model.diffusion_model.modules() if type(m).__name__ == "BasicTransformerBlock"]
-    from ..dreammix_core.training_loop import gradient_checkpointing as checkpointing
-
     comfy.model_management.unload_all_models()
     try:
         with torch.inference_mode(False), torch.enable_grad():
             comfy.model_management.load_models_gpu([trainer], memory_required=1e20, force_full_load=True)
-            with checkpointing(blocks, gradient_checkpointing):
+            with recompute_in_backward(blocks, gradient_checkpointing):
                 result = train(
                     params,
                     examples,

@@ -1,9 +1,10 @@
-"""ComfyUI tier: subject LoRA training (method.md §4) on the tiny SD1.5 checkpoints, in one probe process.
+"""ComfyUI tier: subject LoRA training (method.md §4) on the tiny checkpoints, one probe process per family.
 
 The probe (training_probe.py, run under COMFYUI_PYTHON) trains at 64 px for a few steps on CPU and
 reports: the loss curve of an over-fitting run, the round trip through ComfyUI's LoraLoaderModelOnly,
 a cancelled-then-resumed run against an uninterrupted one, the regular-data node's reuse, inpainting-
-mode training on the 9-channel checkpoint, and every "lora key not loaded" / "NOT LOADED" warning.
+mode training on the 9-channel checkpoint, gradient checkpointing and bf16/fp16 autocast, and every
+"lora key not loaded" / "NOT LOADED" warning. The SDXL probe trains and round-trips the tiny SDXL model.
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ from probe import run_probe
 PROBE = Path(__file__).with_name("training_probe.py")
 
 
-@pytest.fixture(scope="module")
-def report(comfy_install, checkpoints, tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("training")
+def probe(comfy_install, checkpoints, tmp_path_factory, family: str) -> dict:
+    root = tmp_path_factory.mktemp(f"training-{family}")
     work = root / "work"
     work.mkdir()
-    args = [str(checkpoints.directory), str(work)]
+    args = [str(checkpoints.directory), str(work), family]
     data = run_probe(comfy_install, PROBE, "TRAINING_PROBE", args, root, timeout=1800)
-    print("TRAINING", json.dumps(data))
+    print("TRAINING", family, json.dumps(data))
     return data
+
+
+@pytest.fixture(scope="module")
+def report(comfy_install, checkpoints, tmp_path_factory) -> dict:
+    return probe(comfy_install, checkpoints, tmp_path_factory, "sd15")
 
 
 def test_loss_falls_when_overfitting(report) -> None:
@@ -70,3 +75,40 @@ def test_inpainting_model_trains(report) -> None:
 
 def test_no_key_not_loaded_warnings(report) -> None:
     assert report["key_warnings"] == []
+
+
+def test_gradient_checkpointing_recomputes_and_keeps_the_result(report) -> None:
+    """Every attention layer runs again in the backward pass, and the trained LoRA is the same."""
+    print("attention calls (plain, checkpointed)", report["attention_calls"])
+    print("checkpointing max diff", report["checkpointing_max_diff"])
+    plain, recomputed = report["attention_calls"]
+    assert plain > 0 and recomputed == 2 * plain
+    assert report["checkpointing_max_diff"] < 1e-6
+    assert report["checkpointing_losses"][0] == pytest.approx(report["checkpointing_losses"][1], rel=1e-5)
+
+
+def test_autocast_dtypes_train_to_close_losses(report) -> None:
+    """bf16 / fp16 autocast change the arithmetic (losses differ from fp32) but stay within 2 %."""
+    losses = report["autocast_losses"]
+    print("autocast losses", losses)
+    for dtype in ("bf16", "fp16"):
+        assert losses[dtype] != losses["fp32"], f"{dtype} autocast had no effect"
+        assert losses[dtype] == pytest.approx(losses["fp32"], rel=0.02)
+
+
+# --- SDXL (last: the models are large and slow on CPU) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sdxl_report(comfy_install, checkpoints, sdxl_checkpoints, tmp_path_factory) -> dict:
+    assert "tiny_sdxl.safetensors" in sdxl_checkpoints
+    return probe(comfy_install, checkpoints, tmp_path_factory, "sdxl")
+
+
+def test_sdxl_lora_round_trips_without_key_warnings(sdxl_report) -> None:
+    """SDXL size conditioning and pooled text reach training; LoraLoader maps every saved key."""
+    print("SDXL round trip", sdxl_report["roundtrip_max_diff"], "vs base", sdxl_report["trained_vs_base_max_diff"])
+    assert sdxl_report["roundtrip_max_diff"] < 1e-4
+    assert sdxl_report["trained_vs_base_max_diff"] > 100 * max(sdxl_report["roundtrip_max_diff"], 1e-7)
+    assert all(key.startswith("lora_unet_") for key in sdxl_report["lora_keys"])
+    assert sdxl_report["key_warnings"] == []

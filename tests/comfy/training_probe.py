@@ -1,7 +1,8 @@
 """Exercises the training nodes on a real ComfyUI in one process; prints one JSON line `TRAINING_PROBE {...}`.
 
-usage: python training_probe.py COMFYUI_PATH PACK_DIR CHECKPOINT_DIR WORK_DIR
-PACK_DIR is a custom_nodes-style folder whose name ComfyUI imports the pack under.
+usage: python training_probe.py COMFYUI_PATH PACK_DIR CHECKPOINT_DIR WORK_DIR [sd15|sdxl]
+PACK_DIR is a custom_nodes-style folder whose name ComfyUI imports the pack under. `sd15` (default)
+runs every check on the tiny SD1.5 pair; `sdxl` trains on the tiny SDXL checkpoint and round-trips it.
 Runs on CPU. Calls ComfyUI's own LoraLoaderModelOnly to load the saved LoRA (a test may call other nodes).
 """
 
@@ -27,7 +28,7 @@ class LogCapture(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str) -> dict:
+def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: str = "sd15") -> dict:
     sys.path.insert(0, comfyui)
     sys.argv = [sys.argv[0], "--cpu"]
     import comfy.options
@@ -61,7 +62,7 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str) -> dict:
             os.path.join(checkpoint_dir, name), output_vae=True, output_clip=True
         )[:3]
 
-    model, clip, vae = load("tiny_sd15.safetensors")
+    model, clip, vae = load(f"tiny_{family}.safetensors")
 
     # four subject "photos" of different sizes: a coloured square on a grey background
     generator = torch.Generator().manual_seed(0)
@@ -106,6 +107,43 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str) -> dict:
 
     report: dict = {}
 
+    def key_warnings() -> list[str]:
+        return [line for line in capture.lines if "lora key not loaded" in line or "NOT LOADED" in line]
+
+    def round_trip(trained, lora_file: str, prompt: str) -> dict:
+        """The saved LoRA through ComfyUI's LoraLoaderModelOnly against the trained MODEL and the base."""
+        loaded = nodes.LoraLoaderModelOnly().load_lora_model_only(model, lora_file, 1.0)[0]
+        x = torch.randn(1, 4, SIDE // 8, SIDE // 8, generator=torch.Generator().manual_seed(1))
+        sigma = torch.tensor([3.0])
+        context, pooled = clip.encode_from_tokens(clip.tokenize(prompt), return_pooled=True)
+        conds = model.model.extra_conds(cross_attn=context, pooled_output=pooled, width=SIDE, height=SIDE)
+        conds = {key: value.cond for key, value in conds.items()}
+
+        def output(patcher) -> torch.Tensor:
+            comfy.model_management.load_models_gpu([patcher], force_full_load=True)
+            with torch.no_grad():
+                return patcher.model.apply_model(x, sigma, **conds).clone()
+
+        out_trained, out_loaded, out_base = output(trained), output(loaded), output(model)
+        keys = sorted(comfy.utils.load_torch_file(os.path.join(loras, lora_file)))
+        return {
+            "roundtrip_max_diff": float((out_trained - out_loaded).abs().max()),
+            "trained_vs_base_max_diff": float((out_trained - out_base).abs().max()),
+            "lora_keys": keys[:3],
+            "lora_key_count": len(keys),
+        }
+
+    if family == "sdxl":
+        start = time.perf_counter()
+        trained, lora_file, _ = run_train(
+            model, clip, vae, lora_name="sdxl", steps=3, learning_rate=3e-3, subject_copies=1, checkpoint_every=0
+        )
+        report["train_seconds"] = time.perf_counter() - start
+        report |= round_trip(trained, lora_file, "a photo of a sks box")
+        nodes.LoraLoader().load_lora(model, clip, lora_file, 1.0, 1.0)
+        report["key_warnings"] = key_warnings()
+        return report
+
     # 1. over-fitting four images: the loss falls
     start = time.perf_counter()
     trained, lora_file, curve = run_train(
@@ -115,21 +153,7 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str) -> dict:
     report["curve_shape"] = list(curve.shape)
 
     # 2. the saved LoRA through ComfyUI's LoraLoaderModelOnly reproduces the trained MODEL
-    loaded = nodes.LoraLoaderModelOnly().load_lora_model_only(model, lora_file, 1.0)[0]
-    x = torch.randn(1, 4, SIDE // 8, SIDE // 8, generator=torch.Generator().manual_seed(1))
-    sigma = torch.tensor([3.0])
-    context = clip.encode_from_tokens(clip.tokenize("a photo of a sks box"))
-
-    def output(patcher) -> torch.Tensor:
-        comfy.model_management.load_models_gpu([patcher], force_full_load=True)
-        with torch.no_grad():
-            return patcher.model.apply_model(x, sigma, c_crossattn=context).clone()
-
-    out_trained, out_loaded, out_base = output(trained), output(loaded), output(model)
-    report["roundtrip_max_diff"] = float((out_trained - out_loaded).abs().max())
-    report["trained_vs_base_max_diff"] = float((out_trained - out_base).abs().max())
-    report["lora_keys"] = sorted(comfy.utils.load_torch_file(os.path.join(loras, lora_file)))[:3]
-    report["lora_key_count"] = len(comfy.utils.load_torch_file(os.path.join(loras, lora_file)))
+    report |= round_trip(trained, lora_file, "a photo of a sks box")
 
     # 3. losses of the over-fitting run, read from its last checkpoint
     last = torch.load(os.path.join(loras, "overfit.checkpoints", "step_000040.state"), weights_only=True)
@@ -209,11 +233,32 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str) -> dict:
     comfy.model_management.load_models_gpu([loaded_inpaint], force_full_load=True)
     report["inpaint_lora"] = inpaint_lora
 
-    # 8. LoraLoader (model + clip) too
+    # 8. gradient checkpointing changes memory, not the result; bf16 / fp16 autocast train to finite, close losses
+    def lora_of(name: str, **overrides) -> tuple[dict, list[float]]:
+        run_train(model, clip, vae, lora_name=name, steps=3, checkpoint_every=3, **overrides)
+        state = torch.load(os.path.join(loras, f"{name}.checkpoints", "step_000003.state"), weights_only=True)
+        return comfy.utils.load_torch_file(os.path.join(loras, f"{name}.safetensors")), state["losses"]
+
+    attention_calls = {"n": 0}
+    attentions = [m for m in model.model.diffusion_model.modules() if type(m).__name__ == "CrossAttention"]
+    hooks = [m.register_forward_hook(lambda *_: attention_calls.update(n=attention_calls["n"] + 1)) for m in attentions]
+    plain, plain_losses = lora_of("plain")
+    calls_plain = attention_calls["n"]
+    recomputed, recomputed_losses = lora_of("recomputed", gradient_checkpointing=True)
+    report["attention_calls"] = [calls_plain, attention_calls["n"] - calls_plain]  # recomputation runs them again
+    for hook in hooks:
+        hook.remove()
+    report["checkpointing_max_diff"] = max(float((plain[k] - recomputed[k]).abs().max()) for k in plain)
+    report["checkpointing_losses"] = [plain_losses, recomputed_losses]
+    report["autocast_losses"] = {"fp32": plain_losses}
+    for dtype in ("bf16", "fp16"):
+        _, report["autocast_losses"][dtype] = lora_of(f"autocast_{dtype}", training_dtype=dtype)
+
+    # 9. LoraLoader (model + clip) too
     nodes.LoraLoader().load_lora(model, clip, lora_file, 1.0, 1.0)
-    report["key_warnings"] = [line for line in capture.lines if "lora key not loaded" in line or "NOT LOADED" in line]
+    report["key_warnings"] = key_warnings()
     return report
 
 
 if __name__ == "__main__":
-    print("TRAINING_PROBE " + json.dumps(main(*sys.argv[1:5])))
+    print("TRAINING_PROBE " + json.dumps(main(*sys.argv[1:6])))
