@@ -106,7 +106,8 @@ def main(argv: list[str]) -> None:
     training = importlib.import_module(str(pack_link).replace(".", "_x_") + ".nodes.training")
 
     ckpt = args.ckpt_dir / args.ckpt if args.ckpt_dir else folder_paths.get_full_path_or_raise("checkpoints", args.ckpt)
-    model, clip, vae = comfy.sd.load_checkpoint_guess_config(str(ckpt), output_vae=True, output_clip=True)[:3]
+    with torch.inference_mode():  # as CheckpointLoaderSimple runs in ComfyUI's executor
+        model, clip, vae = comfy.sd.load_checkpoint_guess_config(str(ckpt), output_vae=True, output_clip=True)[:3]
     device = comfy.model_management.get_torch_device()
 
     generator = torch.Generator().manual_seed(0)

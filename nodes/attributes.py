@@ -22,6 +22,7 @@ from ..dreammix_core.tas import (
     reject,
 )
 from .convert import to_pil
+from .list_inputs import first_value, flat_list
 from .managed_models import managed_model
 
 CATEGORY = "DreamMix/attributes"
@@ -189,8 +190,13 @@ class DreamMixAttributeRefine(io.ComfyNode):
             category=CATEGORY,
             description="The subject's attribute words (colour, material, texture, shape, pattern), from a "
             "vision-language model or typed, and the prompts DreamMix builds from them.",
+            is_input_list=True,
             inputs=[
-                io.Image.Input("subject_images", tooltip="Photos of the subject (a batch)."),
+                io.Image.Input(
+                    "subject_images",
+                    tooltip="Photos of the subject: a batch, or DreamMix Subject Photos' list of photos of any sizes "
+                    "(the VLM sees each at its own size).",
+                ),
                 io.String.Input("class_word", default="backpack", tooltip="What the subject is: 'dog', 'teapot'."),
                 io.String.Input(
                     "typed_attributes",
@@ -230,20 +236,28 @@ class DreamMixAttributeRefine(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, subject_images, class_word, typed_attributes, vlm, vlm_hub_id, max_new_tokens) -> io.NodeOutput:
-        words = parse_attribute_list(typed_attributes)
-        if not words:
-            source = _vlm_source(vlm, vlm_hub_id)
-            if source is None:
-                raise DreamMixInputError("Type the subject's attributes, or choose a VLM to find them.")
-            from ..dreammix_core.vlm import describe_subject
+    def execute(cls, subject_images: list[torch.Tensor], **options: list) -> io.NodeOutput:
+        """A list-input node, so photos of different sizes arrive together; each widget is a one-value list."""
+        scalars = {key: first_value(value) for key, value in options.items()}
+        return _refine(flat_list(subject_images, "image"), **scalars)
 
-            model, processor = loaded_vlm(source)
-            words = describe_subject(model, processor, to_pil(subject_images), class_word, max_new_tokens)
-            if not words:
-                raise DreamMixInputError("The VLM named no attributes: type them instead, or try another VLM.")
-        prompts = regular_prompts(class_word, words)
-        return io.NodeOutput(", ".join(words), instance_prompt(class_word), "\n".join(prompts))
+
+def _refine(
+    photos: list[torch.Tensor], class_word: str, typed_attributes: str, vlm: str, vlm_hub_id: str, max_new_tokens: int
+) -> io.NodeOutput:
+    words = parse_attribute_list(typed_attributes)
+    if not words:
+        source = _vlm_source(vlm, vlm_hub_id)
+        if source is None:
+            raise DreamMixInputError("Type the subject's attributes, or choose a VLM to find them.")
+        from ..dreammix_core.vlm import describe_subject
+
+        model, processor = loaded_vlm(source)
+        words = describe_subject(model, processor, to_pil(photos), class_word, max_new_tokens)
+        if not words:
+            raise DreamMixInputError("The VLM named no attributes: type them instead, or try another VLM.")
+    prompts = regular_prompts(class_word, words)
+    return io.NodeOutput(", ".join(words), instance_prompt(class_word), "\n".join(prompts))
 
 
 class DreamMixEditPrompt(io.ComfyNode):

@@ -54,6 +54,7 @@ from ..dreammix_core.training_loop import (
 )
 from ..dreammix_core.training_loop import gradient_checkpointing as recompute_in_backward
 from ..dreammix_core.training_loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, latent_mask
+from .list_inputs import first_value, flat_list
 
 CATEGORY = "DreamMix/training"
 LOG = logging.getLogger("DreamMix")
@@ -64,11 +65,6 @@ TARGETS = {
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PROMPT_FILE = "prompt.txt"
 MASK_SUFFIX = "_mask.png"
-
-
-def _first(value):
-    """An input of a list-input node: the single value of a scalar input."""
-    return value[0] if isinstance(value, list) else value
 
 
 def native_resolution(model) -> int:
@@ -295,21 +291,6 @@ class DreamMixRegularData(io.ComfyNode):
         return io.NodeOutput(root, torch.stack(images), torch.stack(masks))
 
 
-def _as_list(images, what: str) -> list[torch.Tensor]:
-    """A list input of IMAGE/MASK batches (any sizes) as a flat list of single images / masks."""
-    out = []
-    for item in images if isinstance(images, list) else [images]:
-        if item is None:
-            continue
-        if item.ndim == (4 if what == "image" else 3):
-            out.extend(item.unbind(0))
-        elif item.ndim == (3 if what == "image" else 2):
-            out.append(item)
-        else:
-            raise DreamMixInputError(f"Unexpected {what} shape {tuple(item.shape)}.")
-    return out
-
-
 def lora_key_names(model, modules: list[str]) -> dict[str, str]:
     """Module name → kohya-style LoRA key, `lora_unet_<diffusers name>` where ComfyUI knows the diffusers name.
 
@@ -339,6 +320,25 @@ def lora_state_dict(adapters: dict[str, LoraDiff], keys: dict[str, str], alpha: 
         sd[f"{key}.lora_down.weight"] = adapter.lora_down.weight.detach().float().cpu().contiguous()
         sd[f"{key}.alpha"] = torch.tensor(float(alpha))
     return sd
+
+
+def freeze_base_weights(model: torch.nn.Module) -> None:
+    """Takes every base weight out of gradient computation, as ordinary tensors autograd may save.
+
+    ComfyUI runs every node, the checkpoint loader included, under `torch.inference_mode`, so loaded
+    weights are inference tensors, which autograd refuses to save for the backward pass; and a weight
+    left with requires_grad would get a full gradient in every backward. Inference tensors are replaced
+    by equal copies (one tensor at a time), so the base MODEL and its other users see the same values.
+    Call it outside inference mode. The LoRA adapters are weight functions, not parameters of `model`.
+    """
+    for name, param in list(model.named_parameters()):
+        if param.is_inference():
+            comfy.utils.set_attr_param(model, name, param.detach().clone())
+        else:
+            param.requires_grad_(False)
+    for name, buffer in list(model.named_buffers()):
+        if buffer.is_inference():
+            comfy.utils.set_attr(model, name, buffer.clone())
 
 
 def _hash_tensors(*groups) -> str:
@@ -506,14 +506,14 @@ class DreamMixTrainSubjectLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clip, vae, subject_images, subject_masks, **kwargs) -> io.NodeOutput:
-        opts = {key: _first(value) for key, value in kwargs.items() if key != "regular_masks"}
-        regular_masks = _as_list(kwargs.get("regular_masks") or [], "mask")
+        opts = {key: first_value(value) for key, value in kwargs.items() if key != "regular_masks"}
+        regular_masks = flat_list(kwargs.get("regular_masks") or [], "mask")
         return _train(
-            _first(model),
-            _first(clip),
-            _first(vae),
-            _as_list(subject_images, "image"),
-            _as_list(subject_masks, "mask"),
+            first_value(model),
+            first_value(clip),
+            first_value(vae),
+            flat_list(subject_images, "image"),
+            flat_list(subject_masks, "mask"),
             regular_masks,
             **opts,
         )
@@ -616,14 +616,24 @@ def _train(
     # Everything that does not change during training is computed once, before the UNet is loaded.
     base = model.model
     inpainting = len(getattr(base, "concat_keys", ())) > 0
+    encoding = comfy.utils.ProgressBar(len(copies))
+    encoded_pixels: dict[str, torch.Tensor] = {}
+
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        """(1, C, h, w) latent of (3, R, R) pixels, encoded once per distinct content: every copy of a photo
+        already at the training size (regular images, square photos) is the same crop."""
+        key = hashlib.sha1(pixels.contiguous().numpy().tobytes()).hexdigest()
+        if key not in encoded_pixels:
+            encoded_pixels[key] = vae.encode(pixels.movedim(0, -1)[None]).float().cpu()
+        return encoded_pixels[key]
+
     with torch.inference_mode(False), torch.no_grad():
         encoded = [clip.encode_from_tokens(clip.tokenize(p), return_pooled=True) for p in prompts]
         latents, conds = [], []
         for index, copy in enumerate(copies):
             comfy.model_management.throw_exception_if_processing_interrupted()
-            pixels = copy.image.movedim(0, -1)[None]
-            latent = vae.encode(pixels).float().cpu()
-            latents.append(base.process_latent_in(latent)[0].clone())
+            latent = encode(copy.image)
+            latents.append(base.process_latent_in(latent)[0])
             embedding, pooled = encoded[copy.prompt]
             extra = {
                 "cross_attn": embedding.clone(),
@@ -635,10 +645,11 @@ def _train(
             if pooled is not None:
                 extra["pooled_output"] = pooled.clone()
             if inpainting:
-                extra["concat_latent_image"] = vae.encode(masked_image(copy.image, copy.mask).movedim(0, -1)[None])
-                extra["concat_latent_image"] = extra["concat_latent_image"].float().cpu()
+                extra["concat_latent_image"] = encode(masked_image(copy.image, copy.mask))
                 extra["denoise_mask"] = copy.mask[None].clone()
             conds.append({key: value.cond.clone() for key, value in base.extra_conds(**extra).items()})
+            encoding.update_absolute(index + 1)
+    LOG.info("DreamMix: %d training copies from %d distinct VAE encodes", len(copies), len(encoded_pixels))
     examples = [
         Example(tuple(latent.shape), latent_mask(copy.mask[None], latent.shape[-2:])[0])
         for latent, copy in zip(latents, copies)
@@ -699,6 +710,7 @@ def _train(
     try:
         with torch.inference_mode(False), torch.enable_grad():
             comfy.model_management.load_models_gpu([trainer], memory_required=1e20, force_full_load=True)
+            freeze_base_weights(trainer.model)
             with recompute_in_backward(blocks, gradient_checkpointing):
                 result = train(
                     params,

@@ -133,6 +133,8 @@ class ServerLayout:
             "checkpoints": str(checkpoints_dir.resolve()),
             "loras": str(self.loras_dir),
             "upscale_models": str(self.upscale_models_dir),
+            # First in each list, so nodes that write a model (the trainer's LoRA) write it here.
+            "is_default": True,
         }
         # JSON is valid YAML; each key takes one folder.
         self.extra_model_paths.write_text(json.dumps({"dreammix_tests": search_paths}, indent=2))

@@ -10,6 +10,7 @@ mode training on the 9-channel checkpoint, gradient checkpointing and bf16/fp16 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,12 @@ def test_loss_falls_when_overfitting(report) -> None:
     assert report["curve_shape"][0] == 1 and report["curve_shape"][-1] == 3
 
 
+def test_base_weights_are_frozen_ordinary_tensors(report) -> None:
+    """Loaded under inference mode like CheckpointLoaderSimple; training leaves no inference tensor nor gradient."""
+    assert report["base_weights_inference"] == 0
+    assert report["base_weights_requiring_grad"] == 0 and report["base_weights_with_grad"] == 0
+
+
 def test_saved_lora_round_trips_through_lora_loader(report) -> None:
     print("round trip max diff", report["roundtrip_max_diff"], "trained vs base", report["trained_vs_base_max_diff"])
     assert report["roundtrip_max_diff"] < 1e-4
@@ -54,6 +61,14 @@ def test_cancelled_and_resumed_equals_uninterrupted(report) -> None:
     assert report["checkpoints_after_cancel"] == ["step_000002.state"]
     assert not report["lora_after_cancel"]
     assert report["resume_same_keys"] and report["resume_max_diff"] == 0.0
+
+
+def test_identical_crops_are_encoded_once(report) -> None:
+    """10 copies of each of the 4 photos: the two square ones give one crop each, the others a few offsets."""
+    print("encode logs", report["encode_logs"][:3])
+    pattern = re.compile(r"DreamMix: 40 training copies from (\d+) distinct VAE encodes")
+    ordinary_model_run = next(match for line in report["encode_logs"] if (match := pattern.fullmatch(line)))
+    assert 4 <= int(ordinary_model_run.group(1)) < 40
 
 
 def test_existing_lora_is_never_overwritten(report) -> None:

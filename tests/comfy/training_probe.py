@@ -44,6 +44,7 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
 
     capture = LogCapture()
     logging.getLogger().addHandler(capture)
+    logging.getLogger().setLevel(logging.INFO)  # the pack logs at INFO, as ComfyUI's own logger setup shows
     loras = os.path.join(work, "loras")
     os.makedirs(loras, exist_ok=True)
     folder_paths.add_model_folder_path("loras", loras, is_default=True)
@@ -58,9 +59,10 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
         train_node, data_node = module.DreamMixTrainSubjectLoRA, module.DreamMixRegularData
 
     def load(name: str):
-        return comfy.sd.load_checkpoint_guess_config(
-            os.path.join(checkpoint_dir, name), output_vae=True, output_clip=True
-        )[:3]
+        with torch.inference_mode():  # as CheckpointLoaderSimple runs in ComfyUI's executor: inference tensors
+            return comfy.sd.load_checkpoint_guess_config(
+                os.path.join(checkpoint_dir, name), output_vae=True, output_clip=True
+            )[:3]
 
     model, clip, vae = load(f"tiny_{family}.safetensors")
 
@@ -150,6 +152,9 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
         model, clip, vae, lora_name="overfit", steps=40, learning_rate=3e-3, subject_copies=1, checkpoint_every=40
     )
     report["overfit_seconds"] = time.perf_counter() - start
+    report["base_weights_inference"] = sum(p.is_inference() for p in model.model.parameters())
+    report["base_weights_requiring_grad"] = sum(p.requires_grad for p in model.model.parameters())
+    report["base_weights_with_grad"] = sum(p.grad is not None for p in model.model.parameters())
     report["curve_shape"] = list(curve.shape)
 
     # 2. the saved LoRA through ComfyUI's LoraLoaderModelOnly reproduces the trained MODEL
@@ -165,7 +170,7 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
 
     def hook(value, total, preview, node_id=None):
         calls["n"] += 1
-        if value == 3:
+        if (value, total) == (3, 6):  # step 3 of 6 of training, not of the encoding bar
             comfy.model_management.interrupt_current_processing(True)
 
     comfy.utils.set_progress_bar_global_hook(hook)
@@ -254,7 +259,10 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     for dtype in ("bf16", "fp16"):
         _, report["autocast_losses"][dtype] = lora_of(f"autocast_{dtype}", training_dtype=dtype)
 
-    # 9. LoraLoader (model + clip) too
+    # 9. copies that are the same crop of a photo are encoded once
+    report["encode_logs"] = [line for line in capture.lines if "distinct VAE encodes" in line]
+
+    # 10. LoraLoader (model + clip) too
     nodes.LoraLoader().load_lora(model, clip, lora_file, 1.0, 1.0)
     report["key_warnings"] = key_warnings()
     return report
