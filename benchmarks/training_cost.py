@@ -1,13 +1,16 @@
 """Time and peak memory of DreamMix subject-LoRA training against ComfyUI's native TrainLoraNode.
 
 Both train on the same loaded checkpoint, in this one process, with the same rank, resolution,
-number of optimizer steps (gradient accumulation 1, batch 1), fp32, no gradient checkpointing,
-AdamW, seed. DreamMix trains on 4 synthetic subject photos (10 augmented copies each, Bézier masks,
-mask-weighted epsilon loss, k/v/out attention LoRA, no regular data); native TrainLoraNode trains
-a LoRA on every weight of the UNet (its only mode) on the 4 photos' latents with its MSE on x0.
-So the ratio compares the two as a user runs them, not identical work: DreamMix encodes 40 copies
-with the VAE (native gets latents from outside: its VAE encode is timed here too) and adapts fewer
-layers. Native is called through its class, as ComfyUI's executor would; the pack never calls it.
+number of optimizer steps (gradient accumulation 1, batch 1), fp32, AdamW, seed, and gradient
+checkpointing off (on in both with --gradient-checkpointing). DreamMix trains on 4 synthetic subject
+photos (10 augmented copies each, Bézier masks, mask-weighted epsilon loss, k/v/out attention LoRA,
+no regular data); native TrainLoraNode trains a LoRA on every weight of the UNet (its only mode) on
+the 4 photos' latents with its MSE on x0. So the ratio compares the two as a user runs them, not
+identical work: DreamMix builds 40 augmented copies and VAE-encodes each distinct crop once (the
+square photos here give one crop each; native gets latents from outside: its VAE encode of the 4
+photos is timed here too) and adapts fewer layers. Native is called through its class, as ComfyUI's
+executor would; the pack never calls it. The checkpoint is loaded under inference mode, as
+CheckpointLoaderSimple runs in the executor.
 
 Memory: CUDA peak allocated during the run (after reset_peak_memory_stats), else the peak growth of
 the process RSS over its value before the run, sampled every 5 ms (see inference_overhead.py).
@@ -82,6 +85,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--cpu", action="store_true", help="run ComfyUI on CPU")
+    parser.add_argument(
+        "--gradient-checkpointing", action="store_true", help="turn on gradient checkpointing in both trainers"
+    )
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(args.comfyui))
@@ -125,7 +131,7 @@ def main(argv: list[str]) -> None:
             "target_modules": "attention k, v, out (DreamMix)", "grad_accumulation": 1,
             "regular_probability": 0.3, "inside_weight": 1.5, "outside_weight": 0.6, "subject_copies": 10,
             "regular_copies": 3, "resolution": size, "seed": 0, "checkpoint_every": 0,
-            "gradient_checkpointing": False, "training_dtype": "fp32",
+            "gradient_checkpointing": args.gradient_checkpointing, "training_dtype": "fp32",
         }  # fmt: skip
         with torch.inference_mode():
             training.DreamMixTrainSubjectLoRA.execute(
@@ -138,7 +144,7 @@ def main(argv: list[str]) -> None:
             positive = clip.encode_from_tokens_scheduled(clip.tokenize("a photo of a sks box"))
             TrainLoraNode().train(
                 model, latents, positive, 1, args.steps, 1, 1e-4, args.rank, "AdamW", "MSE", 0, "fp32", "fp32",
-                "LoRA", False, "[None]",
+                "LoRA", args.gradient_checkpointing, "[None]",
             )  # fmt: skip
 
     results = {}

@@ -1,8 +1,8 @@
 """The attribute-edit workflow: typed (or VLM) attributes → edit prompt → TAS → DreamMix Inpaint.
 
-Static tests check the UI workflow against the running server's /object_info, as
-test_workflows.py does for the inpaint workflows; here two STRING outputs feed STRING widget
-inputs, which the frontend stores as linked inputs that keep their widget value. Run tests
+test_workflows.py checks that the UI workflow loads and matches its API twin, as for every shipped
+workflow; static tests here check its wiring: two STRING outputs feed STRING widget inputs, which
+the frontend stores as linked inputs that keep their widget value. Run tests
 queue the API twin on the tiny checkpoints with a non-square scene whose alpha is the mask.
 """
 
@@ -18,11 +18,11 @@ from server import ComfyServer
 from test_workflows import (
     PACK_MODULE,
     SIZE,
+    api_without_meta,
     assert_background_exact,
     cached_nodes,
     failure,
     id_of,
-    load_api,
     load_ui,
     prepared_graph,
     saved_image,
@@ -30,7 +30,7 @@ from test_workflows import (
     subject_mask,
     with_alpha,
 )
-from workflow_format import FRONTEND_ONLY, ObjectInfo, outputs_reached, ui_to_api, widget_problems, wiring_problems
+from workflow_format import ObjectInfo, outputs_reached, widget_problems
 
 NAME = "dreammix_attribute_edit"
 ATTRIBUTE_CATEGORY = "DreamMix/attributes"
@@ -43,34 +43,7 @@ def object_info(comfy_server: ComfyServer) -> ObjectInfo:
     return comfy_server.object_info()
 
 
-def api_without_meta() -> dict[str, Any]:
-    return {nid: {"class_type": node["class_type"], "inputs": node["inputs"]} for nid, node in load_api(NAME).items()}
-
-
-# --- static: the UI workflow loads in the frontend and matches its API twin --------------------
-
-
-def test_ui_workflow_uses_only_known_nodes(object_info: ObjectInfo) -> None:
-    missing = {node["type"] for node in load_ui(NAME)["nodes"]} - set(object_info) - FRONTEND_ONLY
-    assert not missing, f"the frontend would report missing nodes: {sorted(missing)}"
-
-
-def test_ui_widgets_values_match_widget_inputs(object_info: ObjectInfo) -> None:
-    """Linked widget inputs (TAS prompt, original_attributes) still hold a value, as the frontend saves them."""
-    problems = {
-        node["id"]: widget_problems(node, object_info[node["type"]])
-        for node in load_ui(NAME)["nodes"]
-        if node["type"] in object_info
-    }
-    assert not any(problems.values()), {nid: p for nid, p in problems.items() if p}
-
-
-def test_ui_workflow_is_wired_as_the_frontend_lays_out_nodes(object_info: ObjectInfo) -> None:
-    assert wiring_problems(load_ui(NAME), object_info) == []
-
-
-def test_api_twin_is_what_the_frontend_queues(object_info: ObjectInfo) -> None:
-    assert ui_to_api(load_ui(NAME), object_info) == api_without_meta()
+# --- static: what the workflow wires (test_workflows.py checks it loads and matches its twin) ---
 
 
 def test_string_outputs_feed_linked_widget_inputs() -> None:
@@ -93,7 +66,7 @@ def test_checks_catch_a_linked_widget_without_its_value(object_info: ObjectInfo)
 
 def test_api_twin_wires_tas_into_both_stages(object_info: ObjectInfo) -> None:
     """plain → positive (GCH), decomposed → local_positive (LCG); the typed attributes run without a VLM."""
-    graph = api_without_meta()
+    graph = api_without_meta(NAME)
     refine, edit, tas, inpaint = (
         id_of(graph, kind)
         for kind in ("DreamMixAttributeRefine", "DreamMixEditPrompt", "DreamMixTAS", "DreamMixInpaint")

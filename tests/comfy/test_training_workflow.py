@@ -1,7 +1,7 @@
 """The subject-training workflow: photos → attribute refinement → regular data → training → inpaint with the LoRA.
 
-Static tests check the UI workflow against the running server's /object_info, as test_attribute_workflow.py
-does; here STRING outputs feed three widget inputs of the training nodes. The run test queues the API twin
+test_workflows.py checks that the UI workflow loads and matches its API twin; static tests here check its
+wiring: STRING outputs feed three widget inputs of the training nodes. The run test queues the API twin
 on tiny_sd15 with everything shrunk (64 px regular data and training, 2 steps each, a 4-step inpaint) and
 three cut-out photos of different sizes; the LoRA lands in the test server's own loras folder. Small graphs
 check DreamMix Subject Photos' errors and that the photo list reaches the trainer at each photo's size.
@@ -24,6 +24,7 @@ from test_workflows import (
     RESOLUTION,
     SIZE,
     STEPS,
+    api_without_meta,
     assert_background_exact,
     cached_nodes,
     failure,
@@ -36,14 +37,10 @@ from test_workflows import (
     with_alpha,
 )
 from workflow_format import (
-    FRONTEND_ONLY,
     ObjectInfo,
     input_slots,
     outputs_reached,
-    ui_to_api,
-    widget_problems,
     widgets,
-    wiring_problems,
 )
 
 NAME = "dreammix_train_subject"
@@ -69,33 +66,7 @@ def object_info(comfy_server: ComfyServer) -> ObjectInfo:
     return comfy_server.object_info()
 
 
-def api_without_meta() -> dict[str, Any]:
-    return {nid: {"class_type": node["class_type"], "inputs": node["inputs"]} for nid, node in load_api(NAME).items()}
-
-
-# --- static: the UI workflow loads in the frontend and matches its API twin --------------------
-
-
-def test_ui_workflow_uses_only_known_nodes(object_info: ObjectInfo) -> None:
-    missing = {node["type"] for node in load_ui(NAME)["nodes"]} - set(object_info) - FRONTEND_ONLY
-    assert not missing, f"the frontend would report missing nodes: {sorted(missing)}"
-
-
-def test_ui_widgets_values_match_widget_inputs(object_info: ObjectInfo) -> None:
-    problems = {
-        node["id"]: widget_problems(node, object_info[node["type"]])
-        for node in load_ui(NAME)["nodes"]
-        if node["type"] in object_info
-    }
-    assert not any(problems.values()), {nid: p for nid, p in problems.items() if p}
-
-
-def test_ui_workflow_is_wired_as_the_frontend_lays_out_nodes(object_info: ObjectInfo) -> None:
-    assert wiring_problems(load_ui(NAME), object_info) == []
-
-
-def test_api_twin_is_what_the_frontend_queues(object_info: ObjectInfo) -> None:
-    assert ui_to_api(load_ui(NAME), object_info) == api_without_meta()
+# --- static: what the workflow wires (test_workflows.py checks it loads and matches its twin) ---
 
 
 def test_string_outputs_feed_linked_widget_inputs(object_info: ObjectInfo) -> None:
@@ -120,7 +91,7 @@ def test_subject_photo_lists_are_drawn_as_lists() -> None:
 
 
 def test_api_twin_wires_photos_prompts_dataset_and_lora(object_info: ObjectInfo) -> None:
-    graph = api_without_meta()
+    graph = api_without_meta(NAME)
     ckpt, photos, refine, regular, train, inpaint, save = (
         id_of(graph, kind)
         for kind in (
@@ -166,7 +137,7 @@ def test_api_twin_wires_photos_prompts_dataset_and_lora(object_info: ObjectInfo)
 
 def test_pack_nodes_keep_their_real_use_defaults(object_info: ObjectInfo) -> None:
     """The shipped file trains for real (30 images per prompt, 1000 steps, native resolution); tests shrink it."""
-    graph = api_without_meta()
+    graph = api_without_meta(NAME)
     changed = {}
     for node in graph.values():
         info = object_info[node["class_type"]]
@@ -337,7 +308,7 @@ def test_trainer_receives_each_photo_at_its_size(comfy_server: ComfyServer) -> N
         }
         graph[node] = {"class_type": "DreamMixSubjectPhotos", "inputs": {**wires, "invert_masks": True}}
     graph["ckpt"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_sd15.safetensors"}}
-    shipped = api_without_meta()
+    shipped = api_without_meta(NAME)
     train = shipped[id_of(shipped, "DreamMixTrainSubjectLoRA")]["inputs"] | SHRUNK["DreamMixTrainSubjectLoRA"]
     train |= {
         "model": ["ckpt", 0],
