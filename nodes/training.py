@@ -45,13 +45,7 @@ from ..dreammix_core.training_data import (
     expand,
     masked_image,
 )
-from ..dreammix_core.training_loop import (
-    Example,
-    LoopSettings,
-    fingerprint,
-    loss_curve_image,
-    train,
-)
+from ..dreammix_core.training_loop import Example, LoopSettings, fingerprint, loss_curve_image, train
 from ..dreammix_core.training_loop import gradient_checkpointing as recompute_in_backward
 from ..dreammix_core.training_loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, latent_mask
 from .list_inputs import first_value, flat_list
@@ -622,7 +616,7 @@ def _train(
     def encode(pixels: torch.Tensor) -> torch.Tensor:
         """(1, C, h, w) latent of (3, R, R) pixels, encoded once per distinct content: every copy of a photo
         already at the training size (regular images, square photos) is the same crop."""
-        key = hashlib.sha1(pixels.contiguous().numpy().tobytes()).hexdigest()
+        key = _hash_tensors([pixels])
         if key not in encoded_pixels:
             encoded_pixels[key] = vae.encode(pixels.movedim(0, -1)[None]).float().cpu()
         return encoded_pixels[key]
