@@ -20,6 +20,7 @@ from .region import (
     RELEASED_CONTEXT_FACTOR,
     CropRegion,
     Upscaler,
+    as_float32,
     compute_region,
     crop,
     validate_image_and_mask,
@@ -101,7 +102,7 @@ def prepare_local(
     """The local crop, its masked pixels pre-filled, and its binary mask."""
     mask = validate_image_and_mask(image, mask)
     region = compute_region(mask, context_factor, resolution, SIZE_MULTIPLE, min_margin=feather)
-    local_image, local_mask = crop(image[..., :3], mask, region, upscaler)
+    local_image, local_mask = crop(as_float32(image[..., :3]), mask, region, upscaler)
     return region, smooth_fill(local_image, local_mask), local_mask
 
 
@@ -118,7 +119,7 @@ def replace_local(
 ) -> torch.Tensor:
     """Pastes the decoded LCG result into the full image with the feathered mask."""
     mask = validate_image_and_mask(image, mask)
-    return paste_local(image[..., :3], local_result, region, feather_mask(mask, feather))
+    return paste_local(as_float32(image[..., :3]), local_result, region, feather_mask(mask, feather))
 
 
 def _pad(tensor: torch.Tensor, multiple: int, mode: str) -> torch.Tensor:
@@ -133,8 +134,8 @@ def pad_for_latent(image: torch.Tensor, mask: torch.Tensor, multiple: int) -> tu
 
     `final_composite` crops the padding off again, so any input size comes out unchanged.
     """
-    pixels = _pad(image[..., :3].movedim(-1, 1), multiple, "replicate").movedim(1, -1)
-    return pixels, _pad(mask.unsqueeze(1), multiple, "constant").squeeze(1)
+    pixels = _pad(as_float32(image[..., :3]).movedim(-1, 1), multiple, "replicate").movedim(1, -1)
+    return pixels, _pad(as_float32(mask).unsqueeze(1), multiple, "constant").squeeze(1)
 
 
 def global_harmonization(
@@ -157,7 +158,7 @@ def final_composite(
 ) -> torch.Tensor:
     """The result inside mask and feather; the original pixels, exactly, everywhere else."""
     mask = validate_image_and_mask(image, mask)
-    return _composite(image, result, feather_mask(mask, feather))
+    return _composite(as_float32(image), as_float32(result), feather_mask(mask, feather))
 
 
 def _composite(image: torch.Tensor, result: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -185,6 +186,7 @@ def dreammix_inpaint(
     check_alignment(backend.spatial_factor)
     switch = switch_step(settings.steps, settings.lam)
     binary = validate_image_and_mask(image, mask)
+    image = as_float32(image)
     alpha = feather_mask(binary, settings.feather)  # one feathered mask for the paste and the final composite
     composite = image[..., :3]
     if switch > 0:
@@ -197,5 +199,5 @@ def dreammix_inpaint(
     if switch < settings.steps:
         pixels, padded_mask = pad_for_latent(composite, binary, backend.spatial_factor)
         latent = global_harmonization(backend, pixels, padded_mask, settings.steps, switch, fresh_seed(settings.seed))
-        result = backend.decode(latent)
+        result = as_float32(backend.decode(latent))
     return _composite(image, result, alpha)

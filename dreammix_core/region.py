@@ -47,6 +47,16 @@ class CropRegion:
         return self.bottom - self.top
 
 
+def as_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """The pack computes in float32 whatever the host hands it.
+
+    ComfyUI's `--fp16-intermediates` passes IMAGE, MASK and decoded pixels as fp16, for which
+    CPU torch lacks antialiased resizing and whose cumulative sums lose precision. float32
+    holds every fp16 value exactly, so pixels copied through unchanged stay bit-exact.
+    """
+    return tensor if tensor.dtype == torch.float32 else tensor.to(torch.float32)
+
+
 def binarize(mask: torch.Tensor) -> torch.Tensor:
     """The pack's one rule for grey masks: masked where the value is at least 0.5."""
     return (mask >= 0.5).to(torch.float32)
@@ -140,6 +150,7 @@ def compute_region(
 
 def resize_image(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """Bicubic with antialiasing (a good filter both ways), clamped to [0, 1]."""
+    image = as_float32(image)
     if image.shape[1:3] == (height, width):
         return image
     resized = F.interpolate(image.movedim(-1, 1), size=(height, width), mode="bicubic", antialias=True)
@@ -150,7 +161,7 @@ def resize_mask(mask: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """Resizes a (1, H, W) mask and binarises it again."""
     if mask.shape[-2:] == (height, width):
         return binarize(mask)
-    resized = F.interpolate(mask.unsqueeze(1), size=(height, width), mode="bilinear", antialias=True)
+    resized = F.interpolate(as_float32(mask).unsqueeze(1), size=(height, width), mode="bilinear", antialias=True)
     return binarize(resized.squeeze(1))
 
 

@@ -24,12 +24,17 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.utils.checkpoint
 from PIL import Image, ImageDraw
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from .errors import DreamMixInputError
 from .training_data import MixSampler, step_generator
 from .training_loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, weighted_eps_loss
 
 CHECKPOINT_SUFFIX = ".state"
 """Not a model extension ComfyUI lists, so checkpoints never show up in a LoRA loader."""
+_STATE_KEY = "dreammix_training_state"
+"""The safetensors metadata entry holding a checkpoint's non-tensor state as JSON."""
 _CHECKPOINT_NAME = re.compile(r"^step_(\d+)" + re.escape(CHECKPOINT_SUFFIX) + "$")
 
 
@@ -92,16 +97,62 @@ def latest_checkpoint(folder: str) -> str | None:
 
 
 def save_checkpoint(folder: str, state: dict) -> str:
-    """Write atomically (temp file + rename): an interrupted write never leaves a broken latest checkpoint."""
+    """Write `state` (step, losses, run_id, params, optimizer) as safetensors plus JSON metadata.
+
+    No pickle: tensors go into the safetensors body, everything else into its metadata. Written
+    atomically (temp file + rename), so an interrupted write never leaves a broken latest checkpoint.
+    """
     os.makedirs(folder, exist_ok=True)
     path = checkpoint_path(folder, state["step"])
-    torch.save(state, path + ".tmp")
+    tensors = {f"params/{name}": value.contiguous() for name, value in state["params"].items()}
+    scalars = {}
+    for index, entry in state["optimizer"]["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer/{index}/{key}"] = value.detach().to("cpu").contiguous().clone()
+            else:
+                scalars[f"{index}/{key}"] = value
+    header = {
+        "step": state["step"],
+        "losses": state["losses"],
+        "run_id": state["run_id"],
+        "param_groups": state["optimizer"]["param_groups"],
+        "optimizer_scalars": scalars,
+    }
+    save_file(tensors, path + ".tmp", metadata={_STATE_KEY: json.dumps(header)})
     os.replace(path + ".tmp", path)
     return path
 
 
 def load_checkpoint(path: str) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The `state` given to `save_checkpoint`; DreamMixInputError for a file it did not write."""
+    try:
+        with safe_open(path, framework="pt") as handle:
+            header = json.loads((handle.metadata() or {})[_STATE_KEY])
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as error:
+        raise DreamMixInputError(
+            f"{path} is not a training checkpoint this version can read (an older version's, or damaged): "
+            "delete its folder to start the run over, or train under another LoRA name."
+        ) from error
+    optimizer_state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        kind, _, rest = key.partition("/")
+        if kind == "optimizer":
+            index, _, name = rest.partition("/")
+            optimizer_state.setdefault(int(index), {})[name] = value
+    for key, value in header["optimizer_scalars"].items():
+        index, _, name = key.partition("/")
+        optimizer_state.setdefault(int(index), {})[name] = value
+    params = {key.partition("/")[2]: value for key, value in tensors.items() if key.startswith("params/")}
+    optimizer = {"state": optimizer_state, "param_groups": header["param_groups"]}
+    return {
+        "step": header["step"],
+        "losses": header["losses"],
+        "run_id": header["run_id"],
+        "params": params,
+        "optimizer": optimizer,
+    }
 
 
 def train(
@@ -117,7 +168,7 @@ def train(
 ) -> TrainingResult:
     """Optimise `params` in place; resume from the latest checkpoint in `checkpoint_folder` if it has one.
 
-    `run_id` (see `fingerprint`) must match the checkpoint's, else ValueError: a folder never mixes runs.
+    `run_id` (see `fingerprint`) must match the checkpoint's, else DreamMixInputError: a folder never mixes runs.
     `check_interrupt` is called before every micro-step and may raise to stop; nothing is lost but the
     steps since the last checkpoint.
     """
@@ -127,7 +178,7 @@ def train(
     if latest:
         state = load_checkpoint(latest)
         if state.get("run_id") != run_id:
-            raise ValueError(
+            raise DreamMixInputError(
                 f"{checkpoint_folder} holds checkpoints of a different training run (other images, prompts or "
                 "settings): use another LoRA name, or delete that folder to start over."
             )

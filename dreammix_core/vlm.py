@@ -11,6 +11,7 @@ cache, because ComfyUI often runs offline and transformers would otherwise retry
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from typing import Any
 
@@ -76,6 +77,8 @@ def ask_vlm(model: Any, processor: Any, image: Image.Image, question: str, max_n
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = processor(images=[image.convert("RGB")], text=[prompt], return_tensors="pt")
     inputs = inputs.to(model.device, dtype=model.dtype)  # only floating tensors (pixels) take the dtype
+    if "token_type_ids" not in inspect.signature(model.forward).parameters:
+        inputs.pop("token_type_ids", None)  # some tokenizers return them; generate refuses what forward lacks
     with torch.inference_mode():
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
     new_tokens = output[:, inputs["input_ids"].shape[1] :]

@@ -25,6 +25,7 @@ from ..dreammix_core.pipeline import (
 from ..dreammix_core.region import RELEASED_CONTEXT_FACTOR, CropRegion, validate_image_and_mask
 from ..dreammix_core.schedule import RELEASED_CODE_LAMBDA, switch_step
 from .comfy_backend import ComfyBackend
+from .convert import to_host_dtype
 
 CATEGORY = "DreamMix/inpaint"
 Region = io.Custom("DREAMMIX_REGION")
@@ -234,7 +235,7 @@ class DreamMixLocalCrop(io.ComfyNode):
         region, local_image, local_mask = prepare_local(
             image, mask, context_factor, resolution, feather, upscaler_from(upscale_model)
         )
-        return io.NodeOutput(local_image, local_mask, region)
+        return io.NodeOutput(to_host_dtype(local_image), to_host_dtype(local_mask), region)
 
 
 class DreamMixLocalSampler(io.ComfyNode):
@@ -314,7 +315,7 @@ class DreamMixLocalReplace(io.ComfyNode):
         factor = vae.spacial_compression_encode()
         pixels, padded_mask = pad_for_latent(composite, binary, factor)
         latent = {"samples": vae.encode(pixels), "noise_mask": padded_mask.unsqueeze(1)}
-        return io.NodeOutput(latent, composite)
+        return io.NodeOutput(latent, to_host_dtype(composite))
 
 
 class DreamMixGlobalSampler(io.ComfyNode):
@@ -384,7 +385,7 @@ class DreamMixComposite(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, generated, mask, feather) -> io.NodeOutput:
-        return io.NodeOutput(final_composite(image, generated, mask, feather))
+        return io.NodeOutput(to_host_dtype(final_composite(image, generated, mask, feather)))
 
 
 class DreamMixInpaint(io.ComfyNode):
@@ -452,7 +453,8 @@ class DreamMixInpaint(io.ComfyNode):
     ) -> io.NodeOutput:
         backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive)
         settings = InpaintSettings(steps, switch, seed, context_factor, resolution or native_resolution(model), feather)
-        return io.NodeOutput(dreammix_inpaint(backend, image, mask, settings, upscaler_from(upscale_model)))
+        result = dreammix_inpaint(backend, image, mask, settings, upscaler_from(upscale_model))
+        return io.NodeOutput(to_host_dtype(result))
 
 
 NODES: list[type[io.ComfyNode]] = [

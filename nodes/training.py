@@ -717,10 +717,6 @@ def _train(
                     check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
                     on_step=lambda step, total, loss: progress.update_absolute(step, total),
                 )
-    except ValueError as error:
-        if "different training run" in str(error):
-            raise DreamMixInputError(str(error)) from None
-        raise
     finally:
         comfy.model_management.soft_empty_cache()
     for adapter in adapters.values():

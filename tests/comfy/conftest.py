@@ -89,3 +89,25 @@ def comfy_server(
     )
     yield server
     server.stop()
+
+
+FP16_FLAG = "--fp16-intermediates"
+
+
+@pytest.fixture(scope="module")
+def fp16_server(
+    comfy_install: ComfyInstall, checkpoints: CheckpointCache, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ComfyServer]:
+    """A second server started with --fp16-intermediates: IMAGE, MASK and LATENT travel as fp16."""
+    if FP16_FLAG not in (comfy_install.path / "comfy" / "cli_args.py").read_text():
+        pytest.skip(f"this ComfyUI has no {FP16_FLAG} option (v0.3.64 has none; v0.33 has it)")
+    server = start_server(
+        comfy_install.path,
+        comfy_install.python,
+        PACK_ROOT,
+        checkpoints.directory,
+        tmp_path_factory.mktemp("comfyui_fp16"),
+        extra_flags=(FP16_FLAG,),
+    )
+    yield server
+    server.stop()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -204,7 +205,10 @@ def build_state_dict(spec: CheckpointSpec) -> dict[str, torch.Tensor]:
     vae = AutoencoderKL(ddconfig=SD_VAE_DDCONFIG, embed_dim=4)
     for offset, module in enumerate((model.diffusion_model, clip.cond_stage_model, vae)):
         init_random(module, spec.seed * 10 + offset)
-    sd = model.state_dict_for_saving(clip.get_sd(), vae.state_dict())
+    parts = {"clip_state_dict": clip.get_sd(), "vae_state_dict": vae.state_dict()}
+    if "unet_state_dict" in inspect.signature(model.state_dict_for_saving).parameters:
+        parts["unet_state_dict"] = model.diffusion_model.state_dict()  # ComfyUI 0.2x on passes the UNet's weights in
+    sd = model.state_dict_for_saving(**parts)
     dtype = getattr(torch, SAVE_DTYPE)
     return {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
 

@@ -33,6 +33,9 @@ PACK_DIR_NAME = "ComfyUI-DreamMix"
 LOG_TAIL_CHARS = 6000
 _LOADER_LINE = "Trying to load custom node "  # logged at DEBUG before each custom node import
 _IMPORT_TIMES_HEADER = "Import times for custom nodes:"
+_ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+_LEVEL_TAG = re.compile(r"^\[(?:DEBUG|DETAIL|INFO|WARNING|ERROR|CRITICAL)\] ")
+"""ComfyUI 0.2x on starts each console line with a coloured level tag; older versions print neither."""
 _PROBLEM_WORDS = re.compile(r"warn|error|exception|traceback|cannot import|failed|deprecat", re.IGNORECASE)
 
 
@@ -147,11 +150,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def comfyui_command(python: str, layout: ServerLayout, port: int) -> list[str]:
-    """`main.py` as a user runs it, on CPU, with all state redirected into `layout`."""
+def redirect_flags(layout: ServerLayout) -> list[str]:
+    """ComfyUI options that send every folder it reads or writes into `layout`, on CPU, logging at DEBUG."""
     options = {
-        "--listen": "127.0.0.1",
-        "--port": str(port),
         "--base-directory": str(layout.base_dir),
         "--output-directory": str(layout.output_dir),
         "--input-directory": str(layout.input_dir),
@@ -164,12 +165,23 @@ def comfyui_command(python: str, layout: ServerLayout, port: int) -> list[str]:
         "--verbose": "DEBUG",
     }
     # API nodes call paid web services: irrelevant here and slow to import.
-    flags = ["--cpu", "--disable-auto-launch", "--disable-api-nodes"]
-    return [python, "main.py", *flags, *(part for option in options.items() for part in option)]
+    return ["--cpu", "--disable-api-nodes", *(part for option in options.items() for part in option)]
+
+
+def comfyui_command(python: str, layout: ServerLayout, port: int, extra_flags: tuple[str, ...] = ()) -> list[str]:
+    """`main.py` as a user runs it, with all state redirected into `layout`, plus `extra_flags`."""
+    listen = ["--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch"]
+    return [python, "main.py", *listen, *redirect_flags(layout), *extra_flags]
 
 
 def start_server(
-    comfyui: Path, python: str, pack_root: Path, checkpoints_dir: Path, root: Path, timeout: float = 300.0
+    comfyui: Path,
+    python: str,
+    pack_root: Path,
+    checkpoints_dir: Path,
+    root: Path,
+    timeout: float = 300.0,
+    extra_flags: tuple[str, ...] = (),
 ) -> ComfyServer:
     """Start ComfyUI and return once /object_info answers (all nodes, the pack included, loaded)."""
     layout = ServerLayout(root)
@@ -177,7 +189,7 @@ def start_server(
     port = free_port()
     with open(layout.log_path, "wb") as log:
         process = subprocess.Popen(
-            comfyui_command(python, layout, port),
+            comfyui_command(python, layout, port, extra_flags),
             cwd=comfyui,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -251,7 +263,7 @@ class ComfyServer:
         each custom-node import; the pack is the only custom node, so its output runs up
         to the "Import times for custom nodes:" summary.
         """
-        lines = self.log_text().splitlines()
+        lines = [_LEVEL_TAG.sub("", _ANSI_COLOUR.sub("", line)) for line in self.log_text().splitlines()]
         start = f"{_LOADER_LINE}{self.layout.pack_link}"
         if start not in lines:
             return None

@@ -1,4 +1,4 @@
-"""The batch command (`python -m dreammix_core.batch`) against real ComfyUI servers on tiny_sd15.
+"""The batch command (`python -m dreammix_batch`) against real ComfyUI servers on tiny_sd15.
 
 The command runs as users run it, in a subprocess of the pytest python (which has torch and
 transformers for the metrics); the metrics come from tiny random-weight CLIP and DINO models saved
@@ -63,7 +63,7 @@ def references(tmp_path_factory) -> Path:
 
 
 def command(cases: Path, out: Path, servers: list[str], tiny_metrics, references: Path, *extra: str) -> list[str]:
-    args = [sys.executable, "-m", "dreammix_core.batch", str(cases), "--out", str(out)]
+    args = [sys.executable, "-m", "dreammix_batch", str(cases), "--out", str(out)]
     for url in servers:
         args += ["--server", url]
     args += ["--ckpt", CKPT, "--steps", "4", "--resolution", "256", "--references", str(references)]

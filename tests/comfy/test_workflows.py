@@ -20,7 +20,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from server import ComfyServer, ExecutionFailed
 from workflow_format import FRONTEND_ONLY, ObjectInfo, outputs_reached, ui_to_api, widget_problems, wiring_problems
 
-WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+PACK_ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = PACK_ROOT / "example_workflows"
+"""The UI workflows ComfyUI lists as the pack's templates."""
+API_WORKFLOWS = PACK_ROOT / "dreammix_batch" / "workflows"
+"""Their API-format twins, shipped with the batch runner."""
 NAMES = ("dreammix_inpaint", "dreammix_inpaint_granular")
 """The inpaint workflows, run here; the attribute and training workflows have their own run tests."""
 SHIPPED = tuple(sorted(path.stem for path in WORKFLOWS.glob("*.json")))
@@ -38,7 +42,7 @@ def load_ui(name: str) -> dict[str, Any]:
 
 
 def load_api(name: str) -> dict[str, Any]:
-    return json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+    return json.loads((API_WORKFLOWS / f"{name}.json").read_text())
 
 
 def api_without_meta(name: str) -> dict[str, Any]:
@@ -56,7 +60,7 @@ def object_info(comfy_server: ComfyServer) -> ObjectInfo:
 
 def test_every_ui_workflow_has_an_api_twin() -> None:
     assert {"dreammix_attribute_edit", "dreammix_train_subject", *NAMES} <= set(SHIPPED)
-    assert SHIPPED == tuple(sorted(path.stem for path in (WORKFLOWS / "api").glob("*.json")))
+    assert SHIPPED == tuple(sorted(path.stem for path in API_WORKFLOWS.glob("*.json")))
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -51,6 +51,9 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     folder_paths.set_output_directory(os.path.join(work, "output"))
     if not asyncio.run(nodes.load_custom_node(pack_dir)):
         raise SystemExit("the pack did not load")
+    sys.path.insert(0, pack_dir)  # the core alone, host-independent, to read the training checkpoints
+    from dreammix_core.training_loop import load_checkpoint
+
     if "DreamMixTrainSubjectLoRA" in nodes.NODE_CLASS_MAPPINGS:
         train_node = nodes.NODE_CLASS_MAPPINGS["DreamMixTrainSubjectLoRA"]
         data_node = nodes.NODE_CLASS_MAPPINGS["DreamMixRegularData"]
@@ -161,7 +164,7 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     report |= round_trip(trained, lora_file, "a photo of a sks box")
 
     # 3. losses of the over-fitting run, read from its last checkpoint
-    last = torch.load(os.path.join(loras, "overfit.checkpoints", "step_000040.state"), weights_only=True)
+    last = load_checkpoint(os.path.join(loras, "overfit.checkpoints", "step_000040.state"))
     report["losses"] = [round(v, 5) for v in last["losses"]]
 
     # 4. cancelled midway then resumed == uninterrupted
@@ -241,7 +244,7 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     # 8. gradient checkpointing changes memory, not the result; bf16 / fp16 autocast train to finite, close losses
     def lora_of(name: str, **overrides) -> tuple[dict, list[float]]:
         run_train(model, clip, vae, lora_name=name, steps=3, checkpoint_every=3, **overrides)
-        state = torch.load(os.path.join(loras, f"{name}.checkpoints", "step_000003.state"), weights_only=True)
+        state = load_checkpoint(os.path.join(loras, f"{name}.checkpoints", "step_000003.state"))
         return comfy.utils.load_torch_file(os.path.join(loras, f"{name}.safetensors")), state["losses"]
 
     attention_calls = {"n": 0}

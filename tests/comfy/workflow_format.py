@@ -134,8 +134,11 @@ def _node_slot_problems(node: dict[str, Any], info: dict[str, Any], link_ids: se
     if names != input_slots(info):
         problems.append(f"{where}: inputs {names}, the frontend makes {input_slots(info)}")
     outputs = [(entry["name"], entry["type"]) for entry in node["outputs"]]
-    if outputs != list(zip(info["output_name"], info["output"])):
-        problems.append(f"{where}: outputs {outputs}")
+    defined = list(zip(info["output_name"], info["output"]))
+    # A workflow saved before a node gained an output (SaveImage's IMAGE in ComfyUI 0.2x) lists fewer;
+    # the frontend adds the new slots, so the saved ones need only be the definition's first ones.
+    if outputs != defined[: len(outputs)]:
+        problems.append(f"{where}: outputs {outputs}, the node defines {defined}")
     linked = {entry["name"] for entry in node["inputs"] if entry.get("link") is not None}
     for name, spec, optional in ordered_inputs(info):
         if not optional and not is_widget(spec) and name not in linked:

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_metric_models import save_tiny_metric_models
+from tiny_metric_models import CLIPImageProcessorPil, ViTImageProcessorPil, save_tiny_metric_models
 
-from dreammix_core import batch, metrics
+import dreammix_batch as batch
+from dreammix_core import metrics
 from dreammix_core.errors import DreamMixInputError
 from dreammix_core.metrics import (
     Scores,
@@ -27,7 +28,7 @@ from dreammix_core.metrics import (
     text_embeddings,
 )
 
-WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+API_WORKFLOWS = Path(__file__).resolve().parents[2] / "dreammix_batch" / "workflows"
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing answers; the checks must fail before any request
 
 
@@ -100,8 +101,8 @@ def test_models_load_once_from_folders(folders, models):
     clip, dino = models
     assert metrics.cached_metric_model("clip", str(folders[0])) is clip
     assert not clip.model.training and not dino.model.training
-    assert type(clip.image_processor).__name__.endswith("Pil")  # no torchvision needed
-    assert type(dino.image_processor).__name__.endswith("Pil")
+    # the PIL processors: no torchvision needed
+    assert type(clip.image_processor) is CLIPImageProcessorPil and type(dino.image_processor) is ViTImageProcessorPil
     ids = clip.tokenizer(["a dog"])["input_ids"][0]
     assert ids[-1] == clip.tokenizer.eos_token_id  # CLIP's text tower pools at the end token
 
@@ -227,7 +228,10 @@ def test_command_refuses_bad_cases_before_contacting_a_server(tmp_path, capsys):
         (["--seeds", "1,x"], "--seeds takes whole numbers"),
         (["--limit", "0"], "--limit must be 1 or more"),
         (["--lora-model-only"], "--lora-model-only needs --lora"),
-        (["--workflow", str(WORKFLOWS / "dreammix_inpaint.json")], "not an API-format workflow"),
+        (
+            ["--workflow", str(API_WORKFLOWS.parents[1] / "example_workflows" / "dreammix_inpaint.json")],
+            "not an API-format workflow",
+        ),
         ([], "contains the identifier 'sks'"),  # CLIP-T needs the class word
     ],
 )
@@ -247,7 +251,7 @@ def test_scene_upload_carries_the_mask_as_inverted_alpha(tmp_path):
 
 
 def test_graph_roles_seed_prompt_ckpt_and_lora():
-    template = batch.load_workflow(WORKFLOWS / "api" / "dreammix_inpaint.json")
+    template = batch.load_workflow(API_WORKFLOWS / "dreammix_inpaint.json")
     options = batch.Options(ckpt="tiny.safetensors", lora="subject.safetensors", lora_strength=0.8, steps=4)
     graph = batch.prepare_graph(template, "scene.png", "a sks dog", 7, "out/c", options)
     roles = batch.find_roles(graph)
@@ -277,7 +281,7 @@ def test_graph_roles_seed_prompt_ckpt_and_lora():
         nid for nid, n in model_only.items() if n["inputs"].get("model") == [lora_id, 0]
     }
     assert all(n["inputs"]["clip"][0] != lora_id for n in model_only.values() if n["class_type"] == "CLIPTextEncode")
-    assert template == batch.load_workflow(WORKFLOWS / "api" / "dreammix_inpaint.json")  # the template is untouched
+    assert template == batch.load_workflow(API_WORKFLOWS / "dreammix_inpaint.json")  # the template is untouched
 
 
 def test_finished_cases_are_skipped_without_a_server(tmp_path):
@@ -285,7 +289,7 @@ def test_finished_cases_are_skipped_without_a_server(tmp_path):
     target = batch.image_path(tmp_path / "out", cases[0], 3)
     target.parent.mkdir(parents=True)
     noise(64, 48, 0).save(target)
-    template = json.loads((WORKFLOWS / "api" / "dreammix_inpaint.json").read_text())
+    template = json.loads((API_WORKFLOWS / "dreammix_inpaint.json").read_text())
     report = batch.run_cases(cases, [3], tmp_path / "out", [UNREACHABLE], template)
     assert report.skipped == ["c"] and not report.ran and not report.failed
 
@@ -412,7 +416,7 @@ def test_cases_spread_over_servers_and_resume(tmp_path, fake_servers):
     for index in range(4):
         write_case(tmp_path / "cases", f"c{index}", prompt=f"a photo of a sks dog {index}")
     cases = batch.load_cases(tmp_path / "cases")
-    template = batch.load_workflow(WORKFLOWS / "api" / "dreammix_inpaint.json")
+    template = batch.load_workflow(API_WORKFLOWS / "dreammix_inpaint.json")
     urls = [server.url for server in fake_servers]
     first = batch.run_cases(cases, [0, 1], tmp_path / "out", urls, template, limit=3)
     assert sorted(first.ran) == ["c0", "c1", "c2"] and not first.failed

@@ -124,3 +124,24 @@ def test_alpha_channel_is_kept() -> None:
     mask[:, 20:40, 20:40] = 1
     out = dreammix_inpaint(RecordingBackend(), image, mask, InpaintSettings(steps=4, resolution=64))
     assert out.shape == image.shape and torch.equal(out[..., 3], image[..., 3])
+
+
+@dataclass
+class HalfDecodingBackend(RecordingBackend):
+    """Decodes to fp16, as ComfyUI's VAE does under --fp16-intermediates."""
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return super().decode(latent).half()
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.333, 1.0])
+def test_fp16_host_tensors_give_the_float32_result(lam: float) -> None:
+    """ComfyUI's --fp16-intermediates hands fp16 images and masks (CPU torch cannot resize fp16 antialiased)."""
+    image, mask = scene()
+    image16, mask16 = image.half(), mask.half()
+    settings = InpaintSettings(steps=6, lam=lam, resolution=128, seed=3)
+    out = dreammix_inpaint(HalfDecodingBackend(), image16, mask16, settings)
+    reference = dreammix_inpaint(HalfDecodingBackend(), image16.float(), mask16.float(), settings)
+    assert out.dtype == torch.float32 and torch.equal(out, reference)
+    outside = feather_mask(mask, 32) == 0
+    assert torch.equal(out[outside], image16.float()[outside])

@@ -173,7 +173,7 @@ def test_loop_learns_and_resumes_exactly(tmp_path) -> None:
 def test_loop_refuses_other_runs_checkpoints(tmp_path) -> None:
     run_loop(tmp_path, 2, folder="c")
     model = TinyDenoiser()
-    with pytest.raises(ValueError, match="different training run"):
+    with pytest.raises(DreamMixInputError, match="different training run"):
         train(
             dict(model.named_parameters()),
             [Example((4, 8, 8), torch.ones(1, 8, 8))],
@@ -182,6 +182,24 @@ def test_loop_refuses_other_runs_checkpoints(tmp_path) -> None:
             LoopSettings(steps=3, grad_accumulation=1),
             "other",
             str(tmp_path / "c"),
+        )
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path) -> None:
+    """An older pickle checkpoint (torch.save) is refused with a message, never unpickled."""
+    folder = tmp_path / "old"
+    folder.mkdir()
+    torch.save({"step": 2}, folder / "step_000002.state")
+    model = TinyDenoiser()
+    with pytest.raises(DreamMixInputError, match="not a training checkpoint this version can read"):
+        train(
+            dict(model.named_parameters()),
+            [Example((4, 8, 8), torch.ones(1, 8, 8))],
+            MixSampler(1, 0),
+            lambda i, n, t: model.conv(n),
+            LoopSettings(steps=3, grad_accumulation=1),
+            "run",
+            str(folder),
         )
 
 

@@ -12,16 +12,19 @@ import sys
 from pathlib import Path
 
 import torch
+import transformers
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (
     CLIPConfig,
-    CLIPImageProcessorPil,
     CLIPModel,
     PreTrainedTokenizerFast,
     ViTConfig,
-    ViTImageProcessorPil,
     ViTModel,
 )
+
+# The PIL image processors (no torchvision): named ...Pil since transformers 5, the plain class before.
+CLIPImageProcessorPil = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+ViTImageProcessorPil = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
 
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
