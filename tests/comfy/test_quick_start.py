@@ -24,7 +24,9 @@ CASES = PACK_ROOT / "example_cases"
 CASE = CASES / "park_bench"
 
 
-def quick_start(comfy_install: ComfyInstall, layout: ServerLayout, out: Path, *extra: str) -> subprocess.CompletedProcess:
+def quick_start(
+    comfy_install: ComfyInstall, layout: ServerLayout, out: Path, *extra: str
+) -> subprocess.CompletedProcess:
     command = [comfy_install.python, "-m", "dreammix_batch", str(CASES), "--comfyui", str(comfy_install.path)]
     command += ["--ckpt", "tiny_sd15.safetensors", "--out", str(out), "--steps", "2", "--resolution", "256"]
     command += ["--comfyui-args", shlex.join(redirect_flags(layout)), *extra]

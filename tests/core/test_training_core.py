@@ -170,19 +170,24 @@ def test_loop_learns_and_resumes_exactly(tmp_path) -> None:
         assert torch.equal(a, b), name
 
 
+def resume_into(folder, run_id: str) -> None:
+    """Three steps of a one-example run that resumes from whatever `folder` holds."""
+    model = TinyDenoiser()
+    train(
+        dict(model.named_parameters()),
+        [Example((4, 8, 8), torch.ones(1, 8, 8))],
+        MixSampler(1, 0),
+        lambda i, n, t: model.conv(n),
+        LoopSettings(steps=3, grad_accumulation=1),
+        run_id,
+        str(folder),
+    )
+
+
 def test_loop_refuses_other_runs_checkpoints(tmp_path) -> None:
     run_loop(tmp_path, 2, folder="c")
-    model = TinyDenoiser()
     with pytest.raises(DreamMixInputError, match="different training run"):
-        train(
-            dict(model.named_parameters()),
-            [Example((4, 8, 8), torch.ones(1, 8, 8))],
-            MixSampler(1, 0),
-            lambda i, n, t: model.conv(n),
-            LoopSettings(steps=3, grad_accumulation=1),
-            "other",
-            str(tmp_path / "c"),
-        )
+        resume_into(tmp_path / "c", "other")
 
 
 def test_unreadable_checkpoint_is_a_clear_error(tmp_path) -> None:
@@ -190,17 +195,8 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path) -> None:
     folder = tmp_path / "old"
     folder.mkdir()
     torch.save({"step": 2}, folder / "step_000002.state")
-    model = TinyDenoiser()
     with pytest.raises(DreamMixInputError, match="not a training checkpoint this version can read"):
-        train(
-            dict(model.named_parameters()),
-            [Example((4, 8, 8), torch.ones(1, 8, 8))],
-            MixSampler(1, 0),
-            lambda i, n, t: model.conv(n),
-            LoopSettings(steps=3, grad_accumulation=1),
-            "run",
-            str(folder),
-        )
+        resume_into(folder, "run")
 
 
 def test_gradient_checkpointing_gives_same_gradients() -> None:
