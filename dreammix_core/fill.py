@@ -4,6 +4,8 @@ Starting LCG from the surroundings' colours rather than from black or grey keeps
 masked-image conditioning of inpainting models and the initial latent close to the scene.
 """
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -17,28 +19,39 @@ FILL_SCHEDULE: tuple[tuple[int, int], ...] = (
     (5, 16),
     (3, 16),
 )
-"""(box size, repeats) from coarse to fine, as in the released code."""
+"""(box radius, repeats) from coarse to fine: the released code's `fooocus_fill`, which passes
+each number to PIL's `ImageFilter.BoxBlur` as a radius (a box of 2·radius + 1 pixels)."""
 
 
-def box_blur(image: torch.Tensor, size: int) -> torch.Tensor:
-    """Box filter of a (batch, height, width, channels) image, edges replicated, O(1) per pixel."""
+def box_blur(image: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over the (2·radius + 1)² box of a (batch, height, width, channels) image, edges replicated.
+
+    Separable running sums, so the cost does not grow with the radius.
+    """
     planes = image.movedim(-1, 1)
+    size = 2 * radius + 1
     height, width = planes.shape[-2:]
-    low, high = size // 2, size - 1 - size // 2
-    sums = F.pad(F.pad(planes, (low, high, 0, 0), mode="replicate").cumsum(-1), (1, 0))
+    sums = F.pad(F.pad(planes, (radius, radius, 0, 0), mode="replicate").cumsum(-1), (1, 0))
     planes = (sums[..., size : size + width] - sums[..., :width]) / size
-    sums = F.pad(F.pad(planes, (0, 0, low, high), mode="replicate").cumsum(-2), (0, 0, 1, 0))
+    sums = F.pad(F.pad(planes, (0, 0, radius, radius), mode="replicate").cumsum(-2), (0, 0, 1, 0))
     planes = (sums[..., size : size + height, :] - sums[..., :height, :]) / size
     return planes.movedim(1, -1)
 
 
-def smooth_fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Replaces masked pixels of image (B, H, W, C) by a diffusion of the unmasked ones (mask (B, H, W))."""
+def smooth_fill(
+    image: torch.Tensor, mask: torch.Tensor, check_interrupt: Callable[[], None] | None = None
+) -> torch.Tensor:
+    """Replaces masked pixels of image (B, H, W, C) by a diffusion of the unmasked ones (mask (B, H, W)).
+
+    `check_interrupt` is called before every pass and may raise to stop (ComfyUI's Cancel).
+    """
     known = (mask < 0.5).unsqueeze(-1).to(image.dtype)
     if known.sum() == 0:
         return image
     work = image.to(torch.float32)
-    for size, repeats in FILL_SCHEDULE:
+    for radius, repeats in FILL_SCHEDULE:
         for _ in range(repeats):
-            work = box_blur(work, size) * (1 - known) + image * known
+            if check_interrupt is not None:
+                check_interrupt()
+            work = box_blur(work, radius) * (1 - known) + image * known
     return work.to(image.dtype)

@@ -1,18 +1,18 @@
-"""Bézier mask augmentation of method.md §4: an object mask becomes a blob around its bounding box.
+"""Bézier mask augmentation of method.md §4, as the released code's `extend_mask_with_bezier` does it.
 
-The blob is bounded by four quadratic Bézier curves running corner to corner around the box
-(top-left → top-right → bottom-right → bottom-left → top-left). Each curve's control point starts
-at the middle of the side it replaces and is pushed outward, perpendicular to that side, by
-r × the length of that side, r drawn per curve from {0.1, 0.2, …, 1.0}. (method.md says "r × the
-box side"; this reads it as the side the curve replaces. A quadratic curve bulges by half its
-control offset, so a side bulges by at most half its own length.) Every sampled curve point is then
-moved by an integer offset in [-j, j] pixels in x and y, j drawn once per blob uniformly from
-[1, 20]; the closed polygon is filled with PIL and clipped to the image. All randomness comes from
-the torch.Generator passed in, so a seed fixes the blob.
+Every connected part of the object mask (the released code's external contours, 8-connected) gets
+its own blob around its bounding box (x, y, w, h): four quadratic Bézier curves from corner to
+corner, clockwise from the top-left, each with its control point at the middle of its side pushed
+outward — by r·h for the top and bottom curves, by r·w for the left and right ones — and clamped to
+the image. r is drawn once per augmented copy from {0.1, 0.2, …, 1.0}. Each curve is sampled at
+t = 0.05, 0.10, …, 0.95, every point moved by an integer offset in [-j, j] in x and in y, j drawn
+once per copy from [1, 20], and the polygons are filled and joined. All randomness comes from the
+torch.Generator passed in, so a seed fixes the blob.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
@@ -22,7 +22,11 @@ R_CHOICES = tuple(round(0.1 * k, 1) for k in range(1, 11))
 """The push factors r: 0.1 … 1.0."""
 JITTER_RANGE = (1, 20)
 """j is drawn uniformly from this closed range of integer pixels."""
-POINTS_PER_CURVE = 48
+CURVE_T = tuple(round(0.05 * i, 2) for i in range(1, 20))
+"""Where each curve is sampled (the released code's `i * 0.05` for i in 1 … 19)."""
+
+Box = tuple[int, int, int, int]
+"""(x, y, w, h): left, top, width and height in pixels, as OpenCV's boundingRect gives them."""
 
 
 def mask_bbox(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
@@ -33,43 +37,77 @@ def mask_bbox(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
-def _uniform(generator: torch.Generator) -> float:
-    return float(torch.rand((), generator=generator))
+def part_boxes(mask: np.ndarray) -> list[Box]:
+    """The bounding box of each 8-connected part of a boolean (H, W) mask, in raster order of their first pixel.
+
+    Labels runs of set pixels row by row and joins runs of neighbouring rows that touch, diagonals
+    included (union-find), so the cost grows with the number of runs, not of pixels.
+    """
+    runs: list[tuple[int, int, int]] = []  # (row, start, end) with end exclusive
+    for row, line in enumerate(mask):
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], line.astype(np.int8), [0]))))
+        runs += [(row, int(start), int(end)) for start, end in zip(edges[::2], edges[1::2])]
+    parent = list(range(len(runs)))
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    previous: list[int] = []  # indices of the runs of the row above
+    current: list[int] = []
+    for index, (row, start, end) in enumerate(runs):
+        if current and runs[current[0]][0] != row:
+            previous, current = (current if runs[current[0]][0] == row - 1 else []), []
+        for other in previous:
+            if runs[other][1] <= end and start <= runs[other][2]:  # overlapping or diagonal neighbours
+                parent[root(other)] = root(index)
+        current.append(index)
+    boxes: dict[int, list[int]] = {}
+    for index, (row, start, end) in enumerate(runs):
+        box = boxes.setdefault(root(index), [start, row, end, row])
+        box[0], box[2], box[3] = min(box[0], start), max(box[2], end), row
+    ordered = sorted(boxes.values(), key=lambda b: (b[1], b[0]))
+    return [(left, top, right - left, bottom + 1 - top) for left, top, right, bottom in ordered]
 
 
-def bezier_outline(
-    box: tuple[int, int, int, int], generator: torch.Generator, points_per_curve: int = POINTS_PER_CURVE
-) -> torch.Tensor:
-    """The jittered closed outline (N, 2) of x, y points for a (left, top, right, bottom) box."""
-    left, top, right, bottom = (float(v) for v in box)
-    width, height = right - left, bottom - top
-    # corners in order, and for the side from each corner to the next: its outward normal and length
-    corners = [(left, top), (right, top), (right, bottom), (left, bottom)]
-    normals = [(0.0, -1.0), (1.0, 0.0), (0.0, 1.0), (-1.0, 0.0)]
-    lengths = [width, height, width, height]
-    t = torch.linspace(0, 1, points_per_curve + 1)[:-1, None]  # the next curve starts at the shared corner
-    curves = []
-    for k in range(4):
-        start, end = torch.tensor(corners[k]), torch.tensor(corners[(k + 1) % 4])
-        r = R_CHOICES[int(torch.randint(len(R_CHOICES), (), generator=generator))]
-        control = (start + end) / 2 + torch.tensor(normals[k]) * r * lengths[k]
-        curves.append((1 - t) ** 2 * start + 2 * (1 - t) * t * control + t**2 * end)
-    outline = torch.cat(curves)
-    jitter = int(torch.randint(JITTER_RANGE[0], JITTER_RANGE[1] + 1, (), generator=generator))
-    offsets = torch.randint(-jitter, jitter + 1, outline.shape, generator=generator).float()
-    return outline + offsets
+def _curve(start: tuple[float, float], control: tuple[float, float], end: tuple[float, float]) -> np.ndarray:
+    t = np.asarray(CURVE_T)[:, None]
+    return (1 - t) ** 2 * np.asarray(start) + 2 * (1 - t) * t * np.asarray(control) + t**2 * np.asarray(end)
+
+
+def part_outline(box: Box, r: float, width: int, height: int) -> np.ndarray:
+    """The un-jittered outline (76, 2) of x, y points around one part's box, control points clamped to the image."""
+    x, y, w, h = box
+    top, bottom = max(0, y - int(r * h)), min(height, y + h + int(r * h))
+    left, right = max(0, x - int(r * w)), min(width, x + w + int(r * w))
+    middle_x, middle_y = (2 * x + w) // 2, (2 * y + h) // 2
+    curves = [
+        _curve((x, y), (middle_x, top), (x + w, y)),
+        _curve((x + w, y), (right, middle_y), (x + w, y + h)),
+        _curve((x + w, y + h), (middle_x, bottom), (x, y + h)),
+        _curve((x, y + h), (left, middle_y), (x, y)),
+    ]
+    return np.concatenate(curves)
 
 
 def bezier_blob(mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A (H, W) float {0, 1} blob around the bounding box of `mask` (H, W); the whole image if the mask is empty."""
+    """A (H, W) float {0, 1} union of one blob per part of `mask` (H, W); the whole image if the mask is empty."""
     if mask.ndim != 2:
         raise DreamMixInputError(f"A subject mask must be one 2-D mask, got shape {tuple(mask.shape)}.")
     height, width = mask.shape
-    box = mask_bbox(mask)
-    if box is None:
+    boxes = part_boxes((mask > 0.5).cpu().numpy())
+    if not boxes:
         return torch.ones(height, width)
-    outline = bezier_outline(box, generator)
+    r = R_CHOICES[int(torch.randint(len(R_CHOICES), (), generator=generator))]
+    jitter = int(torch.randint(JITTER_RANGE[0], JITTER_RANGE[1] + 1, (), generator=generator))
     canvas = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(canvas).polygon([(float(x), float(y)) for x, y in outline.tolist()], fill=255)
-    blob = torch.frombuffer(bytearray(canvas.tobytes()), dtype=torch.uint8).reshape(height, width)
-    return (blob > 127).float()
+    draw = ImageDraw.Draw(canvas)
+    for box in boxes:
+        outline = part_outline(box, r, width, height)
+        offsets = torch.randint(-jitter, jitter + 1, outline.shape, generator=generator).numpy()
+        points = (outline + offsets).astype(np.int64)  # the released int(point + offset), truncating
+        draw.polygon([(int(px), int(py)) for px, py in points], fill=255)
+    blob = np.asarray(canvas) > 127
+    return torch.from_numpy(blob).float()

@@ -7,6 +7,7 @@ The orchestration only needs to encode, decode and denoise a step range of one s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -98,12 +99,13 @@ def prepare_local(
     resolution: int = 1024,
     feather: int = FEATHER,
     upscaler: Upscaler | None = None,
+    check_interrupt: Callable[[], None] | None = None,
 ) -> tuple[CropRegion, torch.Tensor, torch.Tensor]:
-    """The local crop, its masked pixels pre-filled, and its binary mask."""
+    """The local crop, its masked pixels pre-filled, and its binary mask; `check_interrupt` may stop the fill."""
     mask = validate_image_and_mask(image, mask)
     region = compute_region(mask, context_factor, resolution, SIZE_MULTIPLE, min_margin=feather)
     local_image, local_mask = crop(as_float32(image[..., :3]), mask, region, upscaler)
-    return region, smooth_fill(local_image, local_mask), local_mask
+    return region, smooth_fill(local_image, local_mask, check_interrupt), local_mask
 
 
 def local_generation(
@@ -181,8 +183,13 @@ def dreammix_inpaint(
     mask: torch.Tensor,
     settings: InpaintSettings = InpaintSettings(),
     upscaler: Upscaler | None = None,
+    check_interrupt: Callable[[], None] | None = None,
 ) -> torch.Tensor:
-    """The whole method on one image (1, H, W, C) and mask (1, H, W); returns the inpainted image."""
+    """The whole method on one image (1, H, W, C) and mask (1, H, W); returns the inpainted image.
+
+    `check_interrupt` is called between the pre-fill's passes and may raise to stop the run (the
+    samplers check for themselves through the backend).
+    """
     check_alignment(backend.spatial_factor)
     switch = switch_step(settings.steps, settings.lam)
     binary = validate_image_and_mask(image, mask)
@@ -191,7 +198,7 @@ def dreammix_inpaint(
     composite = image[..., :3]
     if switch > 0:
         region, local_image, local_mask = prepare_local(
-            image, binary, settings.context_factor, settings.resolution, settings.feather, upscaler
+            image, binary, settings.context_factor, settings.resolution, settings.feather, upscaler, check_interrupt
         )
         denoised = local_generation(backend, local_image, local_mask, settings.steps, switch, settings.seed)
         composite = paste_local(composite, backend.decode(denoised), region, alpha)

@@ -32,6 +32,11 @@ Region = io.Custom("DREAMMIX_REGION")
 
 NATIVE_RESOLUTION = {"SD15": 512, "SD20": 768, "SD21UnclipL": 768, "SD21UnclipH": 768}
 """Working resolution by ComfyUI model config; every other family (SDXL and later) gets 1024."""
+CHECK_INTERRUPT = comfy.model_management.throw_exception_if_processing_interrupted
+"""Raises when the user pressed Cancel; the core calls it between the steps it runs itself."""
+MAX_RESOLUTION = 2048
+"""The largest working resolution offered: twice SDXL's and FLUX's native side; beyond it no family
+generates coherent content and the pre-fill alone runs for minutes."""
 SWITCH_KEY = "dreammix_switch"
 """Set on the LCG output LATENT so the replacement node knows when LCG did not run (λ = 1)."""
 
@@ -202,7 +207,7 @@ class DreamMixLocalCrop(io.ComfyNode):
                     "resolution",
                     default=1024,
                     min=64,
-                    max=8192,
+                    max=MAX_RESOLUTION,
                     step=64,
                     tooltip="Working resolution of the model: the crop's area is about its square "
                     "(1024 for SDXL, 512 for SD1.5); sides are multiples of 64.",
@@ -233,7 +238,7 @@ class DreamMixLocalCrop(io.ComfyNode):
     @classmethod
     def execute(cls, image, mask, resolution, context_factor, feather, upscale_model=None) -> io.NodeOutput:
         region, local_image, local_mask = prepare_local(
-            image, mask, context_factor, resolution, feather, upscaler_from(upscale_model)
+            image, mask, context_factor, resolution, feather, upscaler_from(upscale_model), CHECK_INTERRUPT
         )
         return io.NodeOutput(to_host_dtype(local_image), to_host_dtype(local_mask), region)
 
@@ -407,7 +412,7 @@ class DreamMixInpaint(io.ComfyNode):
                     "resolution",
                     default=0,
                     min=0,
-                    max=8192,
+                    max=MAX_RESOLUTION,
                     step=64,
                     tooltip="Working resolution of the local crop; 0 = the model family's native size "
                     "(512 for SD1.5, 1024 for SDXL).",
@@ -453,7 +458,7 @@ class DreamMixInpaint(io.ComfyNode):
     ) -> io.NodeOutput:
         backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive)
         settings = InpaintSettings(steps, switch, seed, context_factor, resolution or native_resolution(model), feather)
-        result = dreammix_inpaint(backend, image, mask, settings, upscaler_from(upscale_model))
+        result = dreammix_inpaint(backend, image, mask, settings, upscaler_from(upscale_model), CHECK_INTERRUPT)
         return io.NodeOutput(to_host_dtype(result))
 
 

@@ -103,3 +103,35 @@ def test_core_inpaint_graph_runs_sdxl(comfy_server: ComfyServer, sdxl_checkpoint
     for ckpt_name in sdxl_checkpoints:
         image = run_inpaint(comfy_server, ckpt_name)
         assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
+
+
+PACK_NODES = {
+    "DreamMixLocalCrop",
+    "DreamMixLocalSampler",
+    "DreamMixLocalReplace",
+    "DreamMixGlobalSampler",
+    "DreamMixComposite",
+    "DreamMixInpaint",
+    "DreamMixAttributeRefine",
+    "DreamMixEditPrompt",
+    "DreamMixTAS",
+    "DreamMixSubjectPhotos",
+    "DreamMixRegularData",
+    "DreamMixTrainSubjectLoRA",
+    "DreamMixScore",
+}
+
+
+def test_every_node_schema_is_served_with_a_tooltip_on_every_input(comfy_server: ComfyServer) -> None:
+    """/object_info lists a V3 node only after ComfyUI validated its schema (GET_SCHEMA on v0.33)."""
+    info = comfy_server.object_info()
+    served = {name for name, node in info.items() if node["python_module"] == "custom_nodes.ComfyUI-DreamMix"}
+    assert served == PACK_NODES
+    untipped = [
+        f"{name}.{key}"
+        for name in sorted(served)
+        for group in ("required", "optional")
+        for key, spec in info[name]["input"].get(group, {}).items()
+        if not (len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("tooltip"))
+    ]
+    assert untipped == []

@@ -1,21 +1,80 @@
 """Smooth fill, feathered blending and the switch rule."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageFilter
 
 from dreammix_core.blend import blend, feather_mask
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.fill import box_blur, smooth_fill
+from dreammix_core.fill import FILL_SCHEDULE, box_blur, smooth_fill
 from dreammix_core.schedule import switch_step
 
 
-def test_box_blur_matches_average_pooling() -> None:
-    image = torch.rand(1, 37, 29, 3)
-    for size in (3, 4, 15):
-        low, high = size // 2, size - 1 - size // 2
-        padded = torch.nn.functional.pad(image.movedim(-1, 1), (low, high, low, high), mode="replicate")
-        expected = torch.nn.functional.avg_pool2d(padded, size, stride=1).movedim(1, -1)
-        assert torch.allclose(box_blur(image, size), expected, atol=1e-5)
+def numpy_box_mean(image: np.ndarray, radius: int) -> np.ndarray:
+    """Independent reference: the mean of the (2r+1)² window around each pixel of an edge-padded copy."""
+    padded = np.pad(image, ((radius, radius), (radius, radius), (0, 0)), mode="edge").astype(np.float64)
+    size = 2 * radius + 1
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size), axis=(0, 1))
+    return windows.mean(axis=(-2, -1))
+
+
+@pytest.mark.parametrize("radius", [1, 2, 7, 40])
+def test_box_blur_radius_is_a_box_of_2r_plus_1(radius: int) -> None:
+    """The released code's numbers are PIL BoxBlur radii; 40 exceeds the 37x29 image (edges replicated)."""
+    image = torch.rand(1, 37, 29, 3, generator=torch.Generator().manual_seed(radius))
+    expected = numpy_box_mean(image[0].numpy(), radius)
+    np.testing.assert_allclose(box_blur(image, radius)[0].numpy(), expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("radius", [1, 5, 15])
+def test_box_blur_matches_pil_box_blur(radius: int) -> None:
+    """What `fooocus_fill` calls: PIL's BoxBlur(radius) on uint8, equal up to PIL's rounding to 8 bits."""
+    pixels = np.random.default_rng(radius).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    pil = np.asarray(Image.fromarray(pixels).filter(ImageFilter.BoxBlur(radius)), dtype=np.float64)
+    ours = box_blur(torch.from_numpy(pixels).float()[None] / 255, radius)[0].numpy() * 255
+    assert np.abs(ours - pil).max() <= 1.0
+
+
+def released_fill(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """An independent implementation of the released `fooocus_fill` (PIL BoxBlur on uint8, known pixels reset)."""
+    area = mask < 127
+    current, store = pixels.copy(), pixels[area]
+    for radius, repeats in [(512, 2), (256, 2), (128, 4), (64, 4), (33, 8), (15, 8), (5, 16), (3, 16)]:
+        for _ in range(repeats):
+            current = np.asarray(Image.fromarray(current).filter(ImageFilter.BoxBlur(radius))).copy()
+            current[area] = store
+    return current
+
+
+def test_fill_follows_the_released_fill() -> None:
+    """Inside the hole the fill equals the released one up to the released code's 8-bit rounding per pass."""
+    rng = np.random.default_rng(3)
+    height, width = 96, 128
+    x, y = np.meshgrid(np.linspace(0, 1, width), np.linspace(0, 1, height))
+    pixels = np.stack([200 * x, 180 * y, 100 + 80 * x * y], -1) + rng.normal(0, 12, (height, width, 3))
+    pixels = pixels.clip(0, 255).astype(np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    mask[20:70, 30:100] = 255
+    released = released_fill(pixels, mask).astype(np.float64)
+    ours = smooth_fill(torch.from_numpy(pixels).float()[None] / 255, torch.from_numpy(mask).float()[None] / 255)
+    difference = np.abs(ours[0].numpy() * 255 - released)[mask > 0]
+    print(f"fill vs released: max {difference.max():.2f}/255, mean {difference.mean():.3f}/255")
+    assert difference.max() <= 4.0 and difference.mean() <= 1.0
+
+
+def test_fill_checks_for_interrupts_between_passes() -> None:
+    calls = []
+    image, mask = torch.rand(1, 16, 16, 3), torch.ones(1, 16, 16)
+    mask[:, :4] = 0
+    smooth_fill(image, mask, check_interrupt=lambda: calls.append(1))
+    assert len(calls) == sum(repeats for _, repeats in FILL_SCHEDULE)
+
+    def cancel() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        smooth_fill(image, mask, check_interrupt=cancel)
 
 
 def test_fill_keeps_known_pixels_and_diffuses_their_colour() -> None:

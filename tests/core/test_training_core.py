@@ -1,10 +1,14 @@
 """ADM training core (method.md §4): Bézier masks, the weighted loss, the data mix and the resumable loop."""
 
+import random
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageDraw
 
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.mask_augment import JITTER_RANGE, bezier_blob, mask_bbox
+from dreammix_core.mask_augment import JITTER_RANGE, bezier_blob, mask_bbox, part_boxes
 from dreammix_core.training_data import MixSampler, Photo, expand, masked_image, step_generator
 from dreammix_core.training_loop import Example, LoopSettings, gradient_checkpointing, loss_curve_image, train
 from dreammix_core.training_loss import latent_mask, weighted_eps_loss
@@ -40,6 +44,75 @@ def test_blob_varies_with_seed_and_repeats_with_same_seed() -> None:
     first = bezier_blob(mask, torch.Generator().manual_seed(1))
     assert torch.equal(first, bezier_blob(mask, torch.Generator().manual_seed(1)))
     assert not torch.equal(first, bezier_blob(mask, torch.Generator().manual_seed(2)))
+
+
+def test_parts_are_8_connected_components() -> None:
+    """Hand-checked boxes: separate parts, a diagonal touch (one part), a ring (one part, hole ignored)."""
+    mask = np.zeros((40, 60), dtype=bool)
+    mask[2:6, 3:9] = True  # a rectangle
+    mask[2:4, 20:22] = mask[4:6, 22:24] = True  # two squares touching at a corner: one part
+    mask[10:20, 30:50] = True
+    mask[13:17, 35:45] = False  # a ring
+    mask[30, 5] = True  # one pixel
+    assert part_boxes(mask) == [(3, 2, 6, 4), (20, 2, 4, 4), (30, 10, 20, 10), (5, 30, 1, 1)]
+    assert part_boxes(np.zeros((5, 5), dtype=bool)) == []
+
+
+def released_blob(boxes: list[tuple[int, int, int, int]], height: int, width: int, rng: random.Random) -> np.ndarray:
+    """An independent implementation of the released `extend_mask_with_bezier` for known part boxes.
+
+    r and the jitter width drawn as its call in train.py draws them; Python's own random, not torch's.
+    """
+    r, jitter = rng.randint(1, 10) / 10.0, rng.randint(1, 20)
+    canvas = Image.new("L", (width, height), 0)
+    for x, y, w, h in boxes:
+        ext = [
+            max(0, x - int(r * w)),
+            max(0, y - int(r * h)),
+            min(width, x + w + int(r * w)),
+            min(height, y + h + int(r * h)),
+        ]
+        curves = [
+            [(x, y), ((x + x + w) // 2, ext[1]), (x + w, y)],
+            [(x + w, y), (ext[2], (y + y + h) // 2), (x + w, y + h)],
+            [(x + w, y + h), ((x + x + w) // 2, ext[3]), (x, y + h)],
+            [(x, y + h), (ext[0], (y + y + h) // 2), (x, y)],
+        ]
+        points = []
+        for (x0, y0), (x1, y1), (x2, y2) in curves:
+            for i in range(1, 20):
+                t = i * 0.05
+                px = (1 - t) ** 2 * x0 + 2 * (1 - t) * t * x1 + t**2 * x2
+                py = (1 - t) ** 2 * y0 + 2 * (1 - t) * t * y1 + t**2 * y2
+                points.append((int(px + rng.randint(-jitter, jitter)), int(py + rng.randint(-jitter, jitter))))
+        ImageDraw.Draw(canvas).polygon(points, fill=255)
+    return np.asarray(canvas) > 127
+
+
+AREA_CASES = {
+    "3:1 object": [(85, 135, 150, 50)],
+    "two separate parts": [(40, 130, 60, 60), (220, 130, 60, 60)],
+}
+
+
+@pytest.mark.parametrize("case", AREA_CASES)
+def test_blob_area_follows_the_released_rule(case: str) -> None:
+    """Blob area ÷ the whole mask's box area, over 300 draws, against the independent released rule."""
+    side, boxes, draws = 320, AREA_CASES[case], 300
+    mask = torch.zeros(side, side)
+    for x, y, w, h in boxes:
+        mask[y : y + h, x : x + w] = 1
+    left, top, right, bottom = mask_bbox(mask)
+    box_area = (right - left) * (bottom - top)
+    ours = np.array([float(bezier_blob(mask, torch.Generator().manual_seed(s)).sum()) / box_area for s in range(draws)])
+    rng = random.Random(0)
+    theirs = np.array([released_blob(boxes, side, side, rng).sum() / box_area for _ in range(draws)])
+    summary = {
+        name: np.percentile(v, [10, 50, 90]).round(2).tolist() for name, v in (("ours", ours), ("released", theirs))
+    }
+    print(f"{case}: mean ours {ours.mean():.3f} released {theirs.mean():.3f}; 10/50/90 % {summary}")
+    assert abs(ours.mean() - theirs.mean()) < 0.08
+    assert abs(np.median(ours) - np.median(theirs)) < 0.1
 
 
 def test_empty_mask_gives_whole_image() -> None:
