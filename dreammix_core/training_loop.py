@@ -52,7 +52,7 @@ class LoopSettings:
     inside_weight: float = INSIDE_WEIGHT
     outside_weight: float = OUTSIDE_WEIGHT
     checkpoint_every: int = 100
-    """Optimizer steps between checkpoints (0: none)."""
+    """Optimizer steps between checkpoints (0: none on the way); the last step is always kept."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +220,12 @@ def train(
             on_step(step, settings.steps, losses[-1])
         if checkpoint_folder and settings.checkpoint_every and step % settings.checkpoint_every == 0:
             checkpoint()
+    if (
+        checkpoint_folder
+        and step > resumed_from
+        and not (settings.checkpoint_every and step % settings.checkpoint_every == 0)
+    ):
+        checkpoint()  # the finished state, so a failure to save the result loses nothing
     return TrainingResult(step, losses, resumed_from)
 
 

@@ -205,12 +205,12 @@ class DreamMixLocalCrop(io.ComfyNode):
                 _mask(),
                 io.Int.Input(
                     "resolution",
-                    default=1024,
-                    min=64,
+                    default=0,
+                    min=0,
                     max=MAX_RESOLUTION,
                     step=64,
-                    tooltip="Working resolution of the model: the crop's area is about its square "
-                    "(1024 for SDXL, 512 for SD1.5); sides are multiples of 64.",
+                    tooltip="Working resolution: the crop's area is about its square, sides multiples of 64. "
+                    "0 = the connected model's native size (512 for SD1.5, 1024 for SDXL).",
                 ),
                 _context(),
                 _feather(),
@@ -218,6 +218,11 @@ class DreamMixLocalCrop(io.ComfyNode):
                     "upscale_model",
                     optional=True,
                     tooltip="Optional super-resolution model for crops smaller than the working size.",
+                ),
+                io.Model.Input(
+                    "model",
+                    optional=True,
+                    tooltip="The diffusion model LCG will use: with resolution 0 the crop gets its native size.",
                 ),
             ],
             outputs=[
@@ -236,7 +241,14 @@ class DreamMixLocalCrop(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, mask, resolution, context_factor, feather, upscale_model=None) -> io.NodeOutput:
+    def execute(cls, image, mask, resolution, context_factor, feather, upscale_model=None, model=None) -> io.NodeOutput:
+        if not resolution:
+            if model is None:
+                raise DreamMixInputError(
+                    "Resolution 0 means the model's native size: connect the model to DreamMix Local Crop's "
+                    "'model' input, or set a resolution (512 for SD1.5, 1024 for SDXL)."
+                )
+            resolution = native_resolution(model)
         region, local_image, local_mask = prepare_local(
             image, mask, context_factor, resolution, feather, upscaler_from(upscale_model), CHECK_INTERRUPT
         )

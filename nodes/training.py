@@ -33,8 +33,11 @@ import torch
 from comfy.weight_adapter.lora import LoraDiff
 from comfy_api.latest import io
 from PIL import Image
+from safetensors import SafetensorError
 
+from ..dreammix_core.attributes import IDENTIFIER
 from ..dreammix_core.errors import DreamMixInputError
+from ..dreammix_core.paths import confined_path
 from ..dreammix_core.training_data import (
     REGULAR_COPIES,
     REGULAR_PROBABILITY,
@@ -93,9 +96,11 @@ def _slug(prompt: str) -> str:
 
 
 def dataset_root(folder: str) -> str:
-    """A relative folder lives under ComfyUI's output directory; an absolute one is used as is."""
-    folder = folder.strip() or "dreammix_regular"
-    return folder if os.path.isabs(folder) else os.path.join(folder_paths.get_output_directory(), folder)
+    """The regular-data folder, always inside ComfyUI's output directory (empty: dreammix_regular)."""
+    root = confined_path(folder_paths.get_output_directory(), folder.strip() or "dreammix_regular", "dataset_folder")
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise DreamMixInputError(f"dataset_folder {root} is a file, not a folder: choose another name.")
+    return root
 
 
 def read_regular_dataset(folder: str) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -142,8 +147,8 @@ class DreamMixRegularData(io.ComfyNode):
                 io.String.Input(
                     "dataset_folder",
                     default="dreammix_regular",
-                    tooltip="Where the images go: a folder under ComfyUI's output directory, or an absolute path. "
-                    "One sub-folder per prompt; images already there are kept and reused.",
+                    tooltip="Where the images go: a folder inside ComfyUI's output directory (paths leading "
+                    "elsewhere are refused). One sub-folder per prompt; images already there are kept and reused.",
                 ),
                 io.Int.Input(
                     "resolution",
@@ -221,6 +226,12 @@ class DreamMixRegularData(io.ComfyNode):
         prompts = [line.strip() for line in regular_prompts.splitlines() if line.strip()]
         if not prompts:
             raise DreamMixInputError("Type at least one regular prompt (one per line).")
+        with_identifier = [prompt for prompt in prompts if IDENTIFIER in prompt.split()]
+        if with_identifier:
+            raise DreamMixInputError(
+                f"Regular prompts describe the class, never the subject: remove '{IDENTIFIER}' from "
+                + "; ".join(f"'{prompt}'" for prompt in with_identifier)
+            )
         if clip is None:
             raise DreamMixInputError("No CLIP is connected: regular images need the base model's text encoder.")
         side = resolution or native_resolution(model)
@@ -377,7 +388,8 @@ class DreamMixTrainSubjectLoRA(io.ComfyNode):
                 io.String.Input(
                     "regular_dataset",
                     default="",
-                    tooltip="Folder from DreamMix Regular Data (ADM); empty trains on the subject only (no ADM).",
+                    tooltip="Folder from DreamMix Regular Data (ADM), inside ComfyUI's output directory; empty "
+                    "trains on the subject only (no ADM).",
                 ),
                 io.String.Input(
                     "lora_name",
@@ -462,7 +474,8 @@ class DreamMixTrainSubjectLoRA(io.ComfyNode):
                     default=100,
                     min=0,
                     max=100000,
-                    tooltip="Optimizer steps between checkpoints (0: none). Cancel keeps the last one.",
+                    tooltip="Optimizer steps between checkpoints (0: none on the way). Cancel keeps the last one; "
+                    "the finished state is always kept, so a failed save loses nothing.",
                 ),
                 io.Boolean.Input(
                     "gradient_checkpointing",
@@ -514,11 +527,25 @@ class DreamMixTrainSubjectLoRA(io.ComfyNode):
 
 
 def _lora_path(lora_name: str) -> tuple[str, str]:
+    """(file name, path) in the first loras folder; refused before training if it cannot be written there."""
     name = lora_name.strip().removesuffix(".safetensors")
-    if not name or name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/"):
-        raise DreamMixInputError(f"'{lora_name}' is not a usable LoRA name: use letters, digits, - and _.")
     root = folder_paths.get_folder_paths("loras")[0]
-    return name + ".safetensors", os.path.join(root, name + ".safetensors")
+    path = confined_path(root, name + ".safetensors", "lora_name")
+    if not name or any(char in name for char in _UNWRITABLE):
+        raise DreamMixInputError(f"'{lora_name}' is not a usable LoRA name: use letters, digits, - and _.")
+    if len(os.path.basename(name) + ".checkpoints") > _NAME_MAX:
+        raise DreamMixInputError(f"lora_name is too long ({len(name)} characters): keep it under 200.")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except OSError as error:
+        raise DreamMixInputError(f"The LoRA cannot be written to {os.path.dirname(path)}: {error}") from None
+    return name + ".safetensors", path
+
+
+_UNWRITABLE = '<>:"|?*'
+"""Characters no file name may hold on every system ComfyUI runs on (Windows refuses them)."""
+_NAME_MAX = 255
+"""The longest file name common file systems take, in bytes (ext4, NTFS, APFS)."""
 
 
 def _train(
@@ -713,7 +740,7 @@ def _train(
                     predict_eps,
                     settings,
                     run_id=run_id,
-                    checkpoint_folder=checkpoint_folder if checkpoint_every else None,
+                    checkpoint_folder=checkpoint_folder,
                     check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
                     on_step=lambda step, total, loss: progress.update_absolute(step, total),
                 )
@@ -744,7 +771,14 @@ def _train(
         raise DreamMixInputError(
             f"{file_name} appeared while training; the trained weights stay in {checkpoint_folder}."
         )
-    comfy.utils.save_torch_file(state, lora_path, metadata=metadata)
+    try:
+        comfy.utils.save_torch_file(state, lora_path, metadata=metadata)
+    except (OSError, SafetensorError) as error:  # safetensors reports a failed write as its own error
+        raise DreamMixInputError(
+            f"Training finished but {lora_path} could not be written ({error}). The trained weights are kept in "
+            f"{checkpoint_folder}: fix the cause (disk space, permissions) and queue the same graph again; it "
+            "resumes from there and only saves."
+        ) from None
     LOG.info("DreamMix: saved %s (%d steps, last loss %.4f)", lora_path, result.step, result.losses[-1])
     curve = np.asarray(loss_curve_image(result.losses), dtype=np.float32) / 255
     return io.NodeOutput(trainer, file_name, torch.from_numpy(curve)[None])

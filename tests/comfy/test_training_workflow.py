@@ -10,7 +10,10 @@ check DreamMix Subject Photos' errors and that the photo list reaches the traine
 from __future__ import annotations
 
 import copy
+import os
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -377,3 +380,87 @@ def test_image_batch_is_a_clear_error(comfy_server: ComfyServer) -> None:
     graph["repeat"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["load1", 0], "amount": 2}}
     message = refusal(comfy_server, graph)
     assert message.startswith("image_1 holds a batch of 2 images: each input takes one photo")
+
+
+# --- names that would reach outside ComfyUI's folders, and a LoRA that cannot be saved ---------
+
+
+def node_refusal(server: ComfyServer, graph: dict[str, Any], node_type: str) -> str:
+    error = failure(server, graph)
+    assert error.node_type == node_type and error.exception_type.endswith("DreamMixInputError"), str(error)
+    return error.exception_message
+
+
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [
+        ("/tmp/dreammix_outside", "is outside"),
+        ("../../dreammix_outside", "is outside"),
+        ("dreammix\0regular", "NUL character"),
+    ],
+)
+def test_regular_data_folder_stays_in_the_output_folder(comfy_server: ComfyServer, folder: str, message: str) -> None:
+    graph = training_graph(comfy_server, "paths-regular")
+    graph[id_of(graph, "DreamMixRegularData")]["inputs"]["dataset_folder"] = folder
+    assert message in node_refusal(comfy_server, graph, "DreamMixRegularData")
+    assert not os.path.exists("/tmp/dreammix_outside")
+    assert not (comfy_server.layout.root / "dreammix_outside").exists()
+
+
+def test_regular_data_folder_naming_a_file_is_refused(comfy_server: ComfyServer) -> None:
+    (comfy_server.layout.output_dir / "a_file").write_text("not a folder")
+    graph = training_graph(comfy_server, "paths-file")
+    graph[id_of(graph, "DreamMixRegularData")]["inputs"]["dataset_folder"] = "a_file"
+    assert "is a file, not a folder" in node_refusal(comfy_server, graph, "DreamMixRegularData")
+
+
+def test_regular_prompts_with_the_identifier_are_refused(comfy_server: ComfyServer) -> None:
+    graph = training_graph(comfy_server, "paths-sks")
+    graph[id_of(graph, "DreamMixRegularData")]["inputs"]["regular_prompts"] = (
+        "a photo of a backpack\na photo of a sks backpack"
+    )
+    assert "remove 'sks' from 'a photo of a sks backpack'" in node_refusal(comfy_server, graph, "DreamMixRegularData")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("bad\0name", "NUL character"),
+        ("../../escape", "is outside"),
+        ("what?", "not a usable LoRA name"),
+        ("x" * 250, "is too long"),
+    ],
+)
+def test_unwritable_lora_names_are_refused_before_training(comfy_server: ComfyServer, name: str, message: str) -> None:
+    graph = training_graph(comfy_server, "paths-lora")
+    graph[id_of(graph, "DreamMixTrainSubjectLoRA")]["inputs"]["lora_name"] = name
+    assert message in node_refusal(comfy_server, graph, "DreamMixTrainSubjectLoRA")
+    assert not list(comfy_server.layout.loras_dir.glob("*.checkpoints/step_*"))  # refused before any step
+
+
+def chattr(flag: str, path: Path) -> None:
+    subprocess.run(["chattr", flag, str(path)], check=True, capture_output=True)
+
+
+def test_a_failed_save_keeps_the_trained_weights_and_the_rerun_saves_them(comfy_server: ComfyServer) -> None:
+    """The loras folder is made immutable after its checkpoint sub-folder exists: training runs, the save
+    fails, and the message points to the kept final checkpoint; once writable again, the same graph
+    resumes at the last step and only saves."""
+    if shutil.which("chattr") is None:
+        pytest.skip("needs chattr (e2fsprogs) to make a folder unwritable even for root")
+    tag = "save-fails"
+    graph = training_graph(comfy_server, tag)
+    graph[id_of(graph, "DreamMixTrainSubjectLoRA")]["inputs"]["checkpoint_every"] = 0
+    loras, target = comfy_server.layout.loras_dir, lora_path(comfy_server, tag)
+    checkpoints = target.with_name(f"{tag}.checkpoints")
+    checkpoints.mkdir()
+    chattr("+i", loras)
+    try:
+        message = node_refusal(comfy_server, graph, "DreamMixTrainSubjectLoRA")
+    finally:
+        chattr("-i", loras)
+    assert "could not be written" in message and str(checkpoints) in message
+    assert [p.name for p in checkpoints.iterdir()] == ["step_000002.state"]
+    assert not target.exists()
+    comfy_server.run(graph)
+    assert target.is_file()

@@ -370,3 +370,36 @@ def test_api_workflow_keeps_background_exact_sdxl(
 ) -> None:
     assert f"{case.ckpt}.safetensors" in sdxl_checkpoints
     check_run(case, runs, object_info)
+
+
+# --- the granular crop takes the model's native size -----------------------------------------
+
+
+def crop_graph(ckpt: str, image: str, with_model: bool) -> dict[str, Any]:
+    crop_inputs: dict[str, Any] = {
+        "image": ["load", 0],
+        "mask": ["load", 1],
+        "resolution": 0,
+        "context_factor": 0.5,
+        "feather": FEATHER,
+    }
+    if with_model:
+        crop_inputs["model"] = ["ckpt", 0]
+    return {
+        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": f"{ckpt}.safetensors"}},
+        "load": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "crop": {"class_type": "DreamMixLocalCrop", "inputs": crop_inputs},
+        "show": {"class_type": "PreviewImage", "inputs": {"images": ["crop", 0]}},
+    }
+
+
+def test_local_crop_at_resolution_0_takes_the_models_native_size(comfy_server: ComfyServer) -> None:
+    """The shipped granular workflow with an SD1.5 checkpoint swapped in crops at 512², not SDXL's 1024²."""
+    rgb, mask = scene(*SIZE), subject_mask(*SIZE)
+    image = comfy_server.upload_image(with_alpha(rgb, mask), "dreammix_native.png")
+    entry = comfy_server.run(crop_graph("tiny_sd15", image, with_model=True))
+    (crop,) = comfy_server.output_images(entry, "show")
+    assert crop.shape[0] % 64 == 0 and crop.shape[1] % 64 == 0
+    assert abs(crop.shape[0] * crop.shape[1] / 512**2 - 1) < 0.2
+    error = failure(comfy_server, crop_graph("tiny_sd15", image, with_model=False))
+    assert error.node_type == "DreamMixLocalCrop" and "connect the model" in error.exception_message

@@ -243,6 +243,18 @@ def test_loop_learns_and_resumes_exactly(tmp_path) -> None:
         assert torch.equal(a, b), name
 
 
+@pytest.mark.parametrize("every", [0, 3])
+def test_the_finished_state_is_always_kept(tmp_path, every: int) -> None:
+    """Without checkpoints on the way (0) or with a last step off the interval (3 of 5), the last step is saved,
+    and running again resumes there: nothing is trained twice and the parameters come back unchanged."""
+    trained, result = run_loop(tmp_path, 5, folder="end", every=every)
+    names = sorted(p.name for p in (tmp_path / "end").iterdir())
+    assert names == (["step_000005.state"] if every == 0 else ["step_000003.state", "step_000005.state"])
+    again, rerun = run_loop(tmp_path, 5, folder="end", every=every)
+    assert rerun.resumed_from == 5 and rerun.losses == result.losses
+    assert all(torch.equal(a, b) for a, b in zip(trained.parameters(), again.parameters()))
+
+
 def resume_into(folder, run_id: str) -> None:
     """Three steps of a one-example run that resumes from whatever `folder` holds."""
     model = TinyDenoiser()
