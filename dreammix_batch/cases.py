@@ -37,6 +37,9 @@ def _images_in(folder: Path) -> tuple[Path, ...]:
 
 
 def _image_size(path: Path, problems: list[str]) -> tuple[int, int] | None:
+    if path.is_dir():
+        problems.append(f"{path}: is a folder, not an image")
+        return None
     if not path.is_file():
         problems.append(f"{path}: missing")
         return None

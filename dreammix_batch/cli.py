@@ -10,7 +10,7 @@ from pathlib import Path
 from dreammix_core.errors import DreamMixInputError
 
 from .cases import load_cases
-from .client import ServerError
+from .client import ServerError, check_server_address
 from .in_process import start_comfyui
 from .results import score_cases, table_markdown, write_results
 from .runner import OUTPUT_PREFIX, run_cases
@@ -78,6 +78,10 @@ def main(argv: Sequence[str] | None = None, print_fn: Callable[..., None] = prin
         seeds = _seeds(args.seeds)
         if args.limit is not None and args.limit < 1:
             raise DreamMixInputError("--limit must be 1 or more.")
+        for url in args.server or []:
+            check_server_address(url)
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise DreamMixInputError(f"--out {args.out} is a file: give a folder for the images and tables.")
         if args.server and args.comfyui:
             raise DreamMixInputError("Give --server (running ComfyUI servers) or --comfyui (start one here), not both.")
         if args.lora_model_only and not args.lora:

@@ -10,9 +10,24 @@ import urllib.request
 import uuid
 from typing import Any
 
+from dreammix_core.errors import DreamMixInputError
+
 
 class ServerError(RuntimeError):
     """A server refused or failed a prompt, or could not be reached."""
+
+
+def check_server_address(url: str) -> None:
+    """A --server value must be http(s)://host[:port] with a numeric port; the message says what is off."""
+    parts = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise DreamMixInputError(
+            f"--server '{url}' is not a server address: write it as http://HOST:PORT, e.g. http://127.0.0.1:8188."
+        )
 
 
 class ComfyClient:

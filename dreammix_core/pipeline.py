@@ -166,6 +166,11 @@ def final_composite(
 def _composite(image: torch.Tensor, result: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """Blends `result`, its latent padding cropped off, onto `image` with the feathered mask `alpha`."""
     height, width = image.shape[1:3]
+    if result.shape[0] != image.shape[0]:
+        raise DreamMixInputError(
+            f"The generated image is a batch of {result.shape[0]}: DreamMix composites one image onto its "
+            "original. Pick one with 'Image From Batch'."
+        )
     if not (0 <= result.shape[1] - height < SIZE_MULTIPLE and 0 <= result.shape[2] - width < SIZE_MULTIPLE):
         raise DreamMixInputError(
             f"The generated image is {result.shape[2]}x{result.shape[1]} but the original is "

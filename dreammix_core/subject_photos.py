@@ -58,6 +58,12 @@ def collect_photos(
                 "64x64 empty mask for a photo without alpha channel: save the photo with the background "
                 "transparent, or take the mask from a segmentation node."
             )
+        if invert_masks and not binarize(mask).any():
+            raise DreamMixInputError(
+                f"Photo {number} has no transparent pixel, so with invert_masks on its mask would cover the whole "
+                "photo (Load Image gives an empty mask for a photo without alpha channel). Save the photo with the "
+                "background transparent, or connect a mask that is 1 on the subject and turn invert_masks off."
+            )
         if invert_masks:
             mask = 1.0 - mask
         if not binarize(mask).any():

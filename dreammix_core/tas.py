@@ -107,8 +107,9 @@ def attribute_positions(text_tokens: Sequence[int], attributes: dict[str, Sequen
         found = find_positions(text_tokens, tokens)
         if not found:
             raise DreamMixInputError(
-                f"The attribute '{word}' does not appear in the attribute text: "
-                "check that the template contains {attributes}."
+                f"The attribute '{word}' is not among the attribute text's tokens: the text encoder splits it "
+                "differently next to its neighbours. Separate the attributes with commas and keep '{attributes}' "
+                "surrounded by spaces in the template."
             )
         positions.extend(p for p in found if p not in positions)
     return positions

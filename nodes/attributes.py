@@ -61,7 +61,15 @@ def encoder_slices(tokens: dict, width: int) -> list[tuple[str, int, int]]:
 
 def attribute_directions(clip, attributes: list[str], template: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Per encoder, the token embeddings of the attribute words in the attribute text; and its pooled vector."""
-    text_tokens = clip.tokenize(fill_template(template, attributes), return_word_ids=True)
+    text = fill_template(template, attributes)
+    text_tokens = clip.tokenize(text, return_word_ids=True)
+    for chunks in text_tokens.values():
+        if len(chunks) > 1:  # a word split across chunks would not be found, and the chunks encode apart
+            count = sum(1 for chunk in chunks for token in chunk if token[2] != 0)
+            raise DreamMixInputError(
+                f"The attribute text '{text}' is {count} tokens long, more than the text encoder's one chunk "
+                f"(75 tokens): list fewer or shorter original attributes, only those the edit replaces."
+            )
     embedding, pooled = clip.encode_from_tokens(text_tokens, return_pooled=True)
     directions = {}
     for key, begin, end in encoder_slices(text_tokens, embedding.shape[-1]):

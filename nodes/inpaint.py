@@ -326,6 +326,11 @@ class DreamMixLocalReplace(io.ComfyNode):
         if (region.image_width, region.image_height) != (image.shape[2], image.shape[1]):
             raise DreamMixInputError("The region was cropped from an image of another size: connect the same image.")
         composite = image[..., :3]
+        if local_latent["samples"].shape[0] != 1:
+            raise DreamMixInputError(
+                f"The local latent is a batch of {local_latent['samples'].shape[0]}: connect the latent of one "
+                "DreamMix LCG Sampler run (one image)."
+            )
         if local_latent.get(SWITCH_KEY, 1) > 0:
             local = vae.decode(local_latent["samples"])
             composite = replace_local(image, binary, region, local.reshape((-1,) + tuple(local.shape[-3:])), feather)

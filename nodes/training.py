@@ -116,7 +116,14 @@ def read_regular_dataset(folder: str) -> list[tuple[str, torch.Tensor, torch.Ten
             if name.endswith(".png") and not name.endswith(MASK_SUFFIX):
                 mask_path = os.path.join(path, name[: -len(".png")] + MASK_SUFFIX)
                 if os.path.isfile(mask_path):
-                    items.append((prompt, _load_png(os.path.join(path, name)), _load_png(mask_path, mask=True)))
+                    try:
+                        image, mask = _load_png(os.path.join(path, name)), _load_png(mask_path, mask=True)
+                    except (OSError, ValueError) as error:  # a damaged file: train on the others, say which
+                        LOG.warning(
+                            "DreamMix: skipping unreadable regular image %s (%s)", os.path.join(path, name), error
+                        )
+                        continue
+                    items.append((prompt, image, mask))
     return items
 
 

@@ -77,7 +77,14 @@ def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
             word_tokens[word] = [t for t, w in zip(word_ids, word_words) if w != 0]
         found_positions[key] = module.attribute_positions(ids, word_tokens)
 
+    try:
+        tas.execute(clip, "a photo of a red sks backpack", ", ".join(f"shade{i}" for i in range(40)), TEMPLATE, 1.0)
+        long_attributes = "accepted"
+    except Exception as error:  # the message the node shows for an attribute text over one chunk
+        long_attributes = f"{type(error).__name__}: {error}"
+
     return {
+        "long_attributes": long_attributes,
         "encoders": sorted(directions),
         "direction_rows": {key: int(value.shape[0]) for key, value in directions.items()},
         "prompt_tokens": int(embedding.shape[1]),

@@ -29,6 +29,8 @@ def check_probe(report: dict, encoders: list[str]) -> None:
     assert report["strength0_identical"]
     assert report["positions_found"] == report["positions_expected"]
     assert all(rows == 6 for rows in report["direction_rows"].values())  # light+blue, polka+-+dotted, nylon
+    assert report["long_attributes"].startswith("DreamMixInputError: The attribute text")
+    assert "more than the text encoder's one chunk (75 tokens)" in report["long_attributes"]
 
 
 def test_tas_on_sd15_clip(comfy_install, checkpoints, tmp_path) -> None:

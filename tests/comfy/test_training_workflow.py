@@ -359,6 +359,13 @@ def test_photo_without_alpha_names_the_64x64_mask(comfy_server: ComfyServer) -> 
     assert "Load Image gives a 64x64 empty mask for a photo without alpha channel" in message
 
 
+def test_64x64_photo_without_alpha_is_not_all_subject(comfy_server: ComfyServer) -> None:
+    """Its 64x64 empty placeholder mask fits the photo's size; inverted it would make the whole photo the subject."""
+    name = comfy_server.upload_image(scene(64, 64), "photos-rgb-64.png")
+    graph = photos_graph({"image_1": ["load1", 0], "mask_1": ["load1", 1]}) | {"load1": load(name)}
+    assert refusal(comfy_server, graph).startswith("Photo 1 has no transparent pixel")
+
+
 @pytest.mark.parametrize(
     ("alpha", "invert_masks", "hint"),
     [(0, True, "empty after inversion"), (255, False, "turn invert_masks on")],
@@ -464,3 +471,15 @@ def test_a_failed_save_keeps_the_trained_weights_and_the_rerun_saves_them(comfy_
     assert not target.exists()
     comfy_server.run(graph)
     assert target.is_file()
+
+
+def test_a_damaged_regular_image_is_skipped_and_named(comfy_server: ComfyServer, trained: TrainingRun) -> None:
+    """Training reads the regular folder the first run wrote; a truncated PNG there is skipped with a warning."""
+    folder = trained.graph[id_of(trained.graph, "DreamMixRegularData")]["inputs"]["dataset_folder"]
+    damaged = sorted((comfy_server.layout.output_dir / folder).glob("*/0000.png"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    graph = copy.deepcopy(trained.graph)
+    graph[id_of(graph, "DreamMixTrainSubjectLoRA")]["inputs"]["lora_name"] = "damaged-regular"
+    comfy_server.run(graph)
+    assert lora_path(comfy_server, "damaged-regular").is_file()
+    assert f"skipping unreadable regular image {damaged}" in comfy_server.log_text()

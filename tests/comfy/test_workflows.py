@@ -403,3 +403,25 @@ def test_local_crop_at_resolution_0_takes_the_models_native_size(comfy_server: C
     assert abs(crop.shape[0] * crop.shape[1] / 512**2 - 1) < 0.2
     error = failure(comfy_server, crop_graph("tiny_sd15", image, with_model=False))
     assert error.node_type == "DreamMixLocalCrop" and "connect the model" in error.exception_message
+
+
+def test_local_replace_refuses_a_latent_batch(comfy_server: ComfyServer) -> None:
+    rgb, mask = scene(*SIZE), subject_mask(*SIZE)
+    image = comfy_server.upload_image(with_alpha(rgb, mask), "dreammix_batch_latent.png")
+    graph = crop_graph("tiny_sd15", image, with_model=True)
+    graph["crop"]["inputs"]["resolution"] = RESOLUTION
+    graph["latents"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 256, "height": 256, "batch_size": 2}}
+    graph["replace"] = {
+        "class_type": "DreamMixLocalReplace",
+        "inputs": {
+            "vae": ["ckpt", 2],
+            "local_latent": ["latents", 0],
+            "region": ["crop", 2],
+            "image": ["load", 0],
+            "mask": ["load", 1],
+            "feather": FEATHER,
+        },
+    }
+    graph["show"] = {"class_type": "PreviewImage", "inputs": {"images": ["replace", 1]}}
+    error = failure(comfy_server, graph)
+    assert error.node_type == "DreamMixLocalReplace" and "local latent is a batch of 2" in error.exception_message

@@ -211,6 +211,18 @@ def test_malformed_case_folders_name_the_file(tmp_path):
     assert f"{cases / 'wrong_size' / 'mask.png'}: is 48x64 but scene.png is 64x48" in message
     assert f"{cases / 'empty_prompt' / 'prompt.txt'}: is empty" in message
     assert "good" not in message
+    (write_case(cases, "scene_folder") / "scene.png").unlink()
+    (cases / "scene_folder" / "scene.png").mkdir()
+    with pytest.raises(DreamMixInputError, match="scene.png: is a folder, not an image"):
+        batch.load_cases(cases)
+
+
+def test_out_naming_a_file_is_refused(tmp_path, capsys):
+    write_case(tmp_path / "cases", "c1")
+    (tmp_path / "out").write_text("a file")
+    args = [str(tmp_path / "cases"), "--out", str(tmp_path / "out"), "--server", UNREACHABLE, "--class-word", "dog"]
+    assert batch.main(args) == 2
+    assert f"--out {tmp_path / 'out'} is a file" in capsys.readouterr().err
 
 
 def test_command_refuses_bad_cases_before_contacting_a_server(tmp_path, capsys):
@@ -233,6 +245,8 @@ def test_command_refuses_bad_cases_before_contacting_a_server(tmp_path, capsys):
             "not an API-format workflow",
         ),
         ([], "contains the identifier 'sks'"),  # CLIP-T needs the class word
+        (["--server", "http://127.0.0.1:port"], "--server 'http://127.0.0.1:port' is not a server address"),
+        (["--comfyui", "/nowhere"], "Give --server (running ComfyUI servers) or --comfyui"),
     ],
 )
 def test_command_arguments_are_checked(tmp_path, capsys, extra, says):

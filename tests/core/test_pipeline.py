@@ -145,3 +145,11 @@ def test_fp16_host_tensors_give_the_float32_result(lam: float) -> None:
     assert out.dtype == torch.float32 and torch.equal(out, reference)
     outside = feather_mask(mask, 32) == 0
     assert torch.equal(out[outside], image16.float()[outside])
+
+
+def test_composite_of_a_generated_batch_is_refused() -> None:
+    from dreammix_core.pipeline import final_composite
+
+    image, mask = scene()
+    with pytest.raises(DreamMixInputError, match="generated image is a batch of 2"):
+        final_composite(image, torch.rand(2, *image.shape[1:]), mask)

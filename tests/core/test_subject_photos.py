@@ -72,6 +72,13 @@ def test_empty_mask(invert: bool, mask: torch.Tensor, hint: str) -> None:
         collect_photos([(photo(16, 16), mask)], invert_masks=invert)
 
 
+def test_photo_without_transparency_is_not_taken_as_all_subject() -> None:
+    """A 64x64 photo without alpha gets Load Image's 64x64 empty mask, which fits its size: inverted, it would
+    mark the whole photo as the subject."""
+    with pytest.raises(DreamMixInputError, match="Photo 1 has no transparent pixel"):
+        collect_photos([(photo(64, 64), torch.zeros(1, 64, 64))], invert_masks=True)
+
+
 @pytest.mark.parametrize("which", ["image", "mask"])
 def test_batches_are_refused(which: str) -> None:
     image, mask = photo(16, 16), alpha_mask(16, 16)

@@ -33,7 +33,7 @@ def test_positions_of_multi_token_and_repeated_words() -> None:
     assert attribute_positions(text, {"light blue": [2151, 1892], "clay": [2562]}) == [5, 6, 8]
 
 
-@pytest.mark.parametrize("tokens, message", [([], "tokenises to nothing"), ([7], "does not appear")])
+@pytest.mark.parametrize("tokens, message", [([], "tokenises to nothing"), ([7], "is not among the attribute text")])
 def test_missing_attributes_are_refused(tokens: list[int], message: str) -> None:
     with pytest.raises(DreamMixInputError, match=message):
         attribute_positions([1, 2, 3], {"word": tokens})
