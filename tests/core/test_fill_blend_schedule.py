@@ -47,15 +47,17 @@ def released_fill(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return current
 
 
-def test_fill_follows_the_released_fill() -> None:
-    """Inside the hole the fill equals the released one up to the released code's 8-bit rounding per pass."""
+@pytest.mark.parametrize("hole", [(20, 70, 30, 100), (0, 40, 90, 128), (50, 53, 2, 4)], ids=["inner", "corner", "tiny"])
+def test_fill_follows_the_released_fill(hole: tuple[int, int, int, int]) -> None:
+    """Inside the hole the fill equals the released one up to the released code's 8-bit rounding per pass,
+    wherever the hole lies (each pass blurs only the hole's box grown by the radius, clamped to the image)."""
     rng = np.random.default_rng(3)
     height, width = 96, 128
     x, y = np.meshgrid(np.linspace(0, 1, width), np.linspace(0, 1, height))
     pixels = np.stack([200 * x, 180 * y, 100 + 80 * x * y], -1) + rng.normal(0, 12, (height, width, 3))
     pixels = pixels.clip(0, 255).astype(np.uint8)
     mask = np.zeros((height, width), np.uint8)
-    mask[20:70, 30:100] = 255
+    mask[hole[0] : hole[1], hole[2] : hole[3]] = 255
     released = released_fill(pixels, mask).astype(np.float64)
     ours = smooth_fill(torch.from_numpy(pixels).float()[None] / 255, torch.from_numpy(mask).float()[None] / 255)
     difference = np.abs(ours[0].numpy() * 255 - released)[mask > 0]
