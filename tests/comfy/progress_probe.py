@@ -57,14 +57,27 @@ def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
 
     run()
     full = list(updates)
-    updates.clear()
-    cancel_after.append(len(full) // 2 + 2)  # inside GCH
+    stopped_after = {}
+    for stage, after in (("local", 2), ("global", len(full) // 2 + 2)):  # LCG's 2nd step, GCH's 2nd step
+        updates.clear()
+        cancel_after[:] = [after]
+        try:
+            run()
+        except comfy.model_management.InterruptProcessingException:
+            stopped_after[stage] = len(updates)
+    cancel_after.clear()
+
+    # Cancel pressed while Local Crop pre-fills a crop at the largest working resolution: the fill checks.
+    crop = nodes.NODE_CLASS_MAPPINGS["DreamMixLocalCrop"]
+    comfy.model_management.interrupt_current_processing(True)
     try:
-        run()
-        cancelled = False
+        crop.execute(image, mask, 2048, 0.5, 32)
+        crop_cancelled = False
     except comfy.model_management.InterruptProcessingException:
-        cancelled = True
-    return {"updates": full, "cancelled": cancelled, "updates_before_cancel": len(updates)}
+        crop_cancelled = True
+    finally:
+        comfy.model_management.interrupt_current_processing(False)
+    return {"updates": full, "stopped_after": stopped_after, "crop_cancelled": crop_cancelled}
 
 
 if __name__ == "__main__":
