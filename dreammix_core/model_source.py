@@ -36,7 +36,7 @@ def local_model_folder(source: str, name: str, example: str, allow_download: boo
         except Exception as error:  # not cached offline, no such repository, malformed id, no network
             how = "could not be downloaded" if allow_download else "is not in the local Hugging Face cache"
             raise DreamMixInputError(
-                f"The {name} '{source}' {how}. Download it first (e.g. `huggingface-cli download {source}`) "
+                f"The {name} '{source}' {how}. Download it first (e.g. `hf download {source}`) "
                 f"or give the local folder that holds its files. ({type(error).__name__}: {error})"
             ) from error
     if not (path / "config.json").is_file():

@@ -23,7 +23,7 @@ from ..dreammix_core.tas import (
 )
 from .convert import to_pil
 from .list_inputs import first_value, flat_list
-from .managed_models import managed_model
+from .managed_models import managed_model, model_source
 
 CATEGORY = "DreamMix/attributes"
 VLM_FOLDER = "vlm"
@@ -166,7 +166,7 @@ def vlm_choices() -> list[str]:
 
 def _vlm_source(choice: str, hub_id: str) -> str | None:
     if hub_id.strip():
-        return hub_id.strip()
+        return model_source(hub_id, "vlm_hub_id")
     if choice == NO_VLM:
         return None
     for root in folder_paths.get_folder_paths(VLM_FOLDER):

@@ -16,7 +16,7 @@ from ..dreammix_core.metrics import (
     score,
 )
 from .convert import to_pil
-from .managed_models import managed_model
+from .managed_models import managed_model, model_source
 
 CATEGORY = "DreamMix/evaluation"
 
@@ -64,12 +64,14 @@ class DreamMixScore(io.ComfyNode):
                 io.String.Input(
                     "clip_model",
                     default=DEFAULT_CLIP,
-                    tooltip="CLIP for CLIP-T and CLIP-I: a local folder or a Hugging Face id in the local cache.",
+                    tooltip="CLIP for CLIP-T and CLIP-I: a folder inside ComfyUI's models folder, or a Hugging Face id "
+                    "in the local cache.",
                 ),
                 io.String.Input(
                     "dino_model",
                     default=DEFAULT_DINO,
-                    tooltip="DINO ViT for DINO: a local folder or a Hugging Face id in the local cache.",
+                    tooltip="DINO ViT for DINO: a folder inside ComfyUI's models folder, or a Hugging Face id in the "
+                    "local cache.",
                 ),
             ],
             outputs=[
@@ -97,8 +99,8 @@ class DreamMixScore(io.ComfyNode):
         for name, source in (("clip_model", clip_model), ("dino_model", dino_model)):
             if not source.strip():
                 raise DreamMixInputError(f"Give {name} as a local folder or a Hugging Face id.")
-        clip = loaded_metric_model("clip", clip_model.strip())
-        dino = loaded_metric_model("dino", dino_model.strip())
+        clip = loaded_metric_model("clip", model_source(clip_model, "clip_model"))
+        dino = loaded_metric_model("dino", model_source(dino_model, "dino_model"))
         refs = to_pil(references)
         results = [
             score(result, mask[min(i, mask.shape[0] - 1)].cpu().numpy(), refs, prompt, class_word, clip=clip, dino=dino)

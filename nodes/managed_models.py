@@ -6,11 +6,16 @@ device, evicts other models to make room, and offloads it again when something e
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable
 
 import comfy.model_management
 import comfy.model_patcher
+import folder_paths
 import torch
+
+from ..dreammix_core.model_source import looks_like_path
+from ..dreammix_core.paths import confined_path
 
 
 class _Holder(torch.nn.Module):
@@ -37,3 +42,16 @@ def managed_model(key: Hashable, load: Callable[[], torch.nn.Module]) -> torch.n
     patcher = _PATCHERS[key]
     comfy.model_management.load_models_gpu([patcher], force_full_load=True)
     return patcher.model.held
+
+
+def model_source(source: str, what: str) -> str:
+    """A model typed in a node: a folder inside ComfyUI's models folder, or a Hugging Face id (local cache).
+
+    A relative folder is looked up under models/ first; a path leading anywhere else is refused, so a node
+    never reads outside ComfyUI's folders.
+    """
+    source = source.strip()
+    models = folder_paths.models_dir
+    if looks_like_path(source) or ("\0" not in source and os.path.isdir(os.path.join(models, source))):
+        return confined_path(models, source, what)
+    return source

@@ -71,3 +71,10 @@ def test_typed_attributes_need_no_model(comfy_server) -> None:
 def test_no_attributes_and_no_model_is_a_clear_error(comfy_server) -> None:
     with pytest.raises(ExecutionFailed, match="Type the subject's attributes"):
         comfy_server.run(attribute_graph(" , "))
+
+
+def test_vlm_folder_outside_comfyui_is_refused(comfy_server) -> None:
+    graph = attribute_graph(" , ")
+    graph["2"]["inputs"]["vlm_hub_id"] = "/etc"
+    with pytest.raises(ExecutionFailed, match="vlm_hub_id '/etc' is outside"):
+        comfy_server.run(graph)

@@ -39,9 +39,16 @@ def score_graph(clip: str, dino: str, result_colour: int, reference_colour: int)
     }
 
 
-def test_score_node_runs_and_identical_images_score_one(comfy_server, tmp_path) -> None:
-    clip, dino = save_tiny_metric_models(tmp_path)
-    entry = comfy_server.run(score_graph(str(clip), str(dino), 0x336699, 0x336699))
+@pytest.fixture(scope="module")
+def metric_models(comfy_server) -> tuple[str, str]:
+    """Tiny CLIP and DINO saved inside the test server's models folder, named as a user types them there."""
+    models = comfy_server.layout.base_dir / "models"
+    clip, dino = save_tiny_metric_models(models / "metrics")
+    return str(clip.relative_to(models)), str(dino.relative_to(models))
+
+
+def test_score_node_runs_and_identical_images_score_one(comfy_server, metric_models) -> None:
+    entry = comfy_server.run(score_graph(*metric_models, 0x336699, 0x336699))
     summary = entry["outputs"]["5"]["text"][0]
     print(summary)
     scores = dict(part.strip().rsplit(" ", 1) for part in summary.split("|"))
@@ -50,6 +57,13 @@ def test_score_node_runs_and_identical_images_score_one(comfy_server, tmp_path) 
     assert -1.0 <= float(scores["CLIP-T"]) <= 1.0
 
 
-def test_score_node_missing_model_folder_is_a_clear_error(comfy_server, tmp_path) -> None:
+def test_score_node_missing_model_folder_is_a_clear_error(comfy_server) -> None:
     with pytest.raises(ExecutionFailed, match="does not exist"):
-        comfy_server.run(score_graph(str(tmp_path / "nope"), str(tmp_path / "nope2"), 0, 0))
+        comfy_server.run(score_graph("metrics/nope/clip", "metrics/nope/dino", 0, 0))
+
+
+def test_score_node_reads_no_folder_outside_comfyui(comfy_server, tmp_path) -> None:
+    """A model folder outside ComfyUI's models folder is refused, even one that holds a loadable model."""
+    clip, dino = save_tiny_metric_models(tmp_path)
+    with pytest.raises(ExecutionFailed, match=f"clip_model '{clip}' is outside"):
+        comfy_server.run(score_graph(str(clip), str(dino), 0, 0))
