@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -96,16 +95,12 @@ def prepare(checkout: Path, python: str, torch: tuple[str, ...], torchaudio: str
     _run(*pip, *torch)
     _run(*pip, "--no-deps", torchaudio)
     _run(str(venv_python), "-c", "import torch, torchaudio.functional")
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
-        handle.write("\n".join(comfyui_requirements(checkout)) + "\n")
-    try:
-        # The constraint keeps whatever ComfyUI's requirements pull in from replacing the pinned torch.
-        pins = [f"{name.split('==')[0]}=={name.split('==')[1]}" for name in torch if "==" in name]
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraint:
-            constraint.write("\n".join(pins) + "\n")
-        _run(*pip, "-r", handle.name, "-r", str(PACK_ROOT / "requirements.txt"), "-c", constraint.name)
-    finally:
-        os.unlink(handle.name)
+    with tempfile.TemporaryDirectory() as folder:
+        requirements, constraints = Path(folder) / "requirements.txt", Path(folder) / "constraints.txt"
+        requirements.write_text("\n".join(comfyui_requirements(checkout)) + "\n")
+        # Keeps whatever ComfyUI's requirements pull in from replacing the pinned torch.
+        constraints.write_text("\n".join(pin for pin in torch if "==" in pin) + "\n")
+        _run(*pip, "-r", str(requirements), "-r", str(PACK_ROOT / "requirements.txt"), "-c", str(constraints))
     version = comfyui_version(checkout)
     cache = CheckpointCache(default_cache_dir(), checkout, str(venv_python))
     names = SD15_CHECKPOINTS + (SDXL_CHECKPOINTS if sdxl else ())
