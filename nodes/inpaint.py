@@ -24,14 +24,12 @@ from ..dreammix_core.pipeline import (
 )
 from ..dreammix_core.region import RELEASED_CONTEXT_FACTOR, CropRegion, validate_image_and_mask
 from ..dreammix_core.schedule import RELEASED_CODE_LAMBDA, switch_step
-from .comfy_backend import ComfyBackend
+from .comfy_backend import ComfyBackend, native_resolution
 from .convert import to_host_dtype
 
 CATEGORY = "DreamMix/inpaint"
 Region = io.Custom("DREAMMIX_REGION")
 
-NATIVE_RESOLUTION = {"SD15": 512, "SD20": 768, "SD21UnclipL": 768, "SD21UnclipH": 768}
-"""Working resolution by ComfyUI model config; every other family (SDXL and later) gets 1024."""
 CHECK_INTERRUPT = comfy.model_management.throw_exception_if_processing_interrupted
 """Raises when the user pressed Cancel; the core calls it between the steps it runs itself."""
 MAX_RESOLUTION = 2048
@@ -39,10 +37,6 @@ MAX_RESOLUTION = 2048
 generates coherent content and the pre-fill alone runs for minutes."""
 SWITCH_KEY = "dreammix_switch"
 """Set on the LCG output LATENT so the replacement node knows when LCG did not run (λ = 1)."""
-
-
-def native_resolution(model) -> int:
-    return NATIVE_RESOLUTION.get(type(model.model.model_config).__name__, 1024)
 
 
 def upscaler_from(upscale_model):

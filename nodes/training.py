@@ -51,6 +51,7 @@ from ..dreammix_core.training_data import (
 from ..dreammix_core.training_loop import Example, LoopSettings, fingerprint, loss_curve_image, train
 from ..dreammix_core.training_loop import gradient_checkpointing as recompute_in_backward
 from ..dreammix_core.training_loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, latent_mask
+from .comfy_backend import native_resolution
 from .list_inputs import first_value, flat_list
 
 CATEGORY = "DreamMix/training"
@@ -62,19 +63,6 @@ TARGETS = {
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PROMPT_FILE = "prompt.txt"
 MASK_SUFFIX = "_mask.png"
-
-
-def native_resolution(model) -> int:
-    """Training side for resolution 0: 1024 for SDXL-family latents, 768 for SD2 v-prediction, else 512."""
-    name = type(model.model.latent_format).__name__
-    if name.startswith("SDXL"):
-        return 1024
-    if (
-        type(model.model.model_sampling).__name__.endswith("V_PREDICTION")
-        or "v_prediction" in str(getattr(model.model, "model_type", "")).lower()
-    ):
-        return 768
-    return 512
 
 
 def _save_png(array: torch.Tensor, path: str) -> None:

@@ -393,16 +393,26 @@ def crop_graph(ckpt: str, image: str, with_model: bool) -> dict[str, Any]:
     }
 
 
+def native_crop(server: ComfyServer, ckpt: str) -> np.ndarray:
+    rgb, mask = scene(*SIZE), subject_mask(*SIZE)
+    image = server.upload_image(with_alpha(rgb, mask), "dreammix_native.png")
+    (crop,) = server.output_images(server.run(crop_graph(ckpt, image, with_model=True)), "show")
+    assert crop.shape[0] % 64 == 0 and crop.shape[1] % 64 == 0
+    return crop
+
+
 def test_local_crop_at_resolution_0_takes_the_models_native_size(comfy_server: ComfyServer) -> None:
     """The shipped granular workflow with an SD1.5 checkpoint swapped in crops at 512², not SDXL's 1024²."""
-    rgb, mask = scene(*SIZE), subject_mask(*SIZE)
-    image = comfy_server.upload_image(with_alpha(rgb, mask), "dreammix_native.png")
-    entry = comfy_server.run(crop_graph("tiny_sd15", image, with_model=True))
-    (crop,) = comfy_server.output_images(entry, "show")
-    assert crop.shape[0] % 64 == 0 and crop.shape[1] % 64 == 0
+    crop = native_crop(comfy_server, "tiny_sd15")
     assert abs(crop.shape[0] * crop.shape[1] / 512**2 - 1) < 0.2
+    image = comfy_server.upload_image(with_alpha(scene(*SIZE), subject_mask(*SIZE)), "dreammix_native.png")
     error = failure(comfy_server, crop_graph("tiny_sd15", image, with_model=False))
     assert error.node_type == "DreamMixLocalCrop" and "connect the model" in error.exception_message
+
+
+def test_local_crop_at_resolution_0_on_sdxl_is_1024(comfy_server: ComfyServer, sdxl_checkpoints: list[str]) -> None:
+    crop = native_crop(comfy_server, "tiny_sdxl")
+    assert abs(crop.shape[0] * crop.shape[1] / 1024**2 - 1) < 0.2
 
 
 def test_local_replace_refuses_a_latent_batch(comfy_server: ComfyServer) -> None:
