@@ -103,16 +103,19 @@ def read_regular_dataset(folder: str) -> list[tuple[str, torch.Tensor, torch.Ten
         for name in sorted(os.listdir(path)):
             if name.endswith(".png") and not name.endswith(MASK_SUFFIX):
                 mask_path = os.path.join(path, name[: -len(".png")] + MASK_SUFFIX)
-                if os.path.isfile(mask_path):
-                    try:
-                        image, mask = _load_png(os.path.join(path, name)), _load_png(mask_path, mask=True)
-                    except (OSError, ValueError) as error:  # a damaged file: train on the others, say which
-                        LOG.warning(
-                            "DreamMix: skipping unreadable regular image %s (%s)", os.path.join(path, name), error
-                        )
-                        continue
-                    items.append((prompt, image, mask))
+                pair = _load_pair(os.path.join(path, name), mask_path) if os.path.isfile(mask_path) else None
+                if pair is not None:
+                    items.append((prompt, *pair))
     return items
+
+
+def _load_pair(image_path: str, mask_path: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A regular image and its mask; None, with a warning naming the file, when either is damaged."""
+    try:
+        return _load_png(image_path), _load_png(mask_path, mask=True)
+    except (OSError, ValueError) as error:  # a damaged file: use the others, say which
+        LOG.warning("DreamMix: skipping unreadable regular image %s (%s)", image_path, error)
+        return None
 
 
 class DreamMixRegularData(io.ComfyNode):
@@ -278,8 +281,14 @@ class DreamMixRegularData(io.ComfyNode):
         for prompt in prompts:
             folder = os.path.join(root, _slug(prompt))
             for i in range(images_per_prompt):
-                images.append(_load_png(os.path.join(folder, f"{i:04d}.png")))
-                masks.append(_load_png(os.path.join(folder, f"{i:04d}{MASK_SUFFIX}"), mask=True))
+                pair = _load_pair(os.path.join(folder, f"{i:04d}.png"), os.path.join(folder, f"{i:04d}{MASK_SUFFIX}"))
+                if pair is not None:
+                    images.append(pair[0])
+                    masks.append(pair[1])
+        if not images:
+            raise DreamMixInputError(
+                f"Every image in {root} is unreadable: delete the damaged files to regenerate them."
+            )
         sizes = {tuple(image.shape) for image in images}
         if len(sizes) > 1:  # folders made at another resolution: preview at the first size
             h, w = images[0].shape[:2]

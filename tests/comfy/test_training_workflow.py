@@ -441,8 +441,9 @@ def test_regular_prompts_with_the_identifier_are_refused(comfy_server: ComfyServ
 def test_unwritable_lora_names_are_refused_before_training(comfy_server: ComfyServer, name: str, message: str) -> None:
     graph = training_graph(comfy_server, "paths-lora")
     graph[id_of(graph, "DreamMixTrainSubjectLoRA")]["inputs"]["lora_name"] = name
+    before = sorted(comfy_server.layout.loras_dir.rglob("*"))
     assert message in node_refusal(comfy_server, graph, "DreamMixTrainSubjectLoRA")
-    assert not list(comfy_server.layout.loras_dir.glob("*.checkpoints/step_*"))  # refused before any step
+    assert sorted(comfy_server.layout.loras_dir.rglob("*")) == before  # refused before any step or file
 
 
 def chattr(flag: str, path: Path) -> None:
@@ -474,7 +475,8 @@ def test_a_failed_save_keeps_the_trained_weights_and_the_rerun_saves_them(comfy_
 
 
 def test_a_damaged_regular_image_is_skipped_and_named(comfy_server: ComfyServer, trained: TrainingRun) -> None:
-    """Training reads the regular folder the first run wrote; a truncated PNG there is skipped with a warning."""
+    """Regular Data (if it runs again) and training read the folder the first run wrote; a truncated PNG there is
+    skipped by both with a warning naming it."""
     folder = trained.graph[id_of(trained.graph, "DreamMixRegularData")]["inputs"]["dataset_folder"]
     damaged = sorted((comfy_server.layout.output_dir / folder).glob("*/0000.png"))[0]
     damaged.write_bytes(damaged.read_bytes()[:100])
