@@ -17,9 +17,14 @@ class ServerError(RuntimeError):
     """A server refused or failed a prompt, or could not be reached."""
 
 
+def with_scheme(url: str) -> str:
+    """A server address as typed, with http:// added when it has no scheme ('127.0.0.1:8188')."""
+    return url if "://" in url else "http://" + url
+
+
 def check_server_address(url: str) -> None:
     """A --server value must be http(s)://host[:port] with a numeric port; the message says what is off."""
-    parts = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
+    parts = urllib.parse.urlsplit(with_scheme(url))
     try:
         port = parts.port
     except ValueError:
@@ -34,9 +39,7 @@ class ComfyClient:
     """The few ComfyUI endpoints a batch needs: upload, prompt, history, view, object_info."""
 
     def __init__(self, url: str, poll: float = 0.25) -> None:
-        self.url = url.rstrip("/")
-        if "://" not in self.url:
-            self.url = "http://" + self.url
+        self.url = with_scheme(url.rstrip("/"))
         self.poll = poll
 
     def _request(self, path: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:

@@ -138,10 +138,18 @@ def regular_prompts(class_word: str, attributes: Sequence[str]) -> list[str]:
     """ADM's regular prompts: the bare class and the class with each attribute; never the identifier."""
     word = check_class_word(class_word)
     prompts = [f"a photo of a {word}"] + [f"a photo of a {attribute} {word}" for attribute in attributes]
-    for prompt in prompts:
-        if IDENTIFIER in prompt.split():
-            raise DreamMixInputError(f"A regular prompt would contain the identifier '{IDENTIFIER}': '{prompt}'.")
+    check_regular_prompts(prompts)
     return list(dict.fromkeys(prompts))
+
+
+def check_regular_prompts(prompts: Sequence[str]) -> None:
+    """Regular prompts describe the class, so none may contain the identifier; the message names each one that does."""
+    with_identifier = [prompt for prompt in prompts if IDENTIFIER in prompt.split()]
+    if with_identifier:
+        raise DreamMixInputError(
+            f"Regular prompts describe the class, never the subject: remove '{IDENTIFIER}' from "
+            + "; ".join(f"'{prompt}'" for prompt in with_identifier)
+        )
 
 
 def edit_prompt(class_word: str, edit: str, scene: str = "") -> str:

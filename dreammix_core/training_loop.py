@@ -187,12 +187,14 @@ def train(
                 param.copy_(state["params"][name])
         optimizer.load_state_dict(state["optimizer"])
         step, losses = state["step"], list(state["losses"])
-    resumed_from = step
+    resumed_from = saved = step
 
     def checkpoint() -> None:
+        nonlocal saved
         params_cpu = {name: p.detach().to("cpu", copy=True) for name, p in params.items()}
         state = {"step": step, "losses": losses, "params": params_cpu, "optimizer": optimizer.state_dict()}
         save_checkpoint(checkpoint_folder, state | {"run_id": run_id})
+        saved = step
 
     optimizer.zero_grad(set_to_none=True)
     while step < settings.steps:
@@ -220,11 +222,7 @@ def train(
             on_step(step, settings.steps, losses[-1])
         if checkpoint_folder and settings.checkpoint_every and step % settings.checkpoint_every == 0:
             checkpoint()
-    if (
-        checkpoint_folder
-        and step > resumed_from
-        and not (settings.checkpoint_every and step % settings.checkpoint_every == 0)
-    ):
+    if checkpoint_folder and step > saved:
         checkpoint()  # the finished state, so a failure to save the result loses nothing
     return TrainingResult(step, losses, resumed_from)
 

@@ -35,7 +35,7 @@ from comfy_api.latest import io
 from PIL import Image
 from safetensors import SafetensorError
 
-from ..dreammix_core.attributes import IDENTIFIER
+from ..dreammix_core.attributes import check_regular_prompts
 from ..dreammix_core.errors import DreamMixInputError
 from ..dreammix_core.paths import confined_path
 from ..dreammix_core.training_data import (
@@ -224,12 +224,7 @@ class DreamMixRegularData(io.ComfyNode):
         prompts = [line.strip() for line in regular_prompts.splitlines() if line.strip()]
         if not prompts:
             raise DreamMixInputError("Type at least one regular prompt (one per line).")
-        with_identifier = [prompt for prompt in prompts if IDENTIFIER in prompt.split()]
-        if with_identifier:
-            raise DreamMixInputError(
-                f"Regular prompts describe the class, never the subject: remove '{IDENTIFIER}' from "
-                + "; ".join(f"'{prompt}'" for prompt in with_identifier)
-            )
+        check_regular_prompts(prompts)
         if clip is None:
             raise DreamMixInputError("No CLIP is connected: regular images need the base model's text encoder.")
         side = resolution or native_resolution(model)

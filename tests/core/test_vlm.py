@@ -7,7 +7,7 @@ from PIL import Image
 from tiny_vlm import save_tiny_vlm
 
 from dreammix_core import vlm
-from dreammix_core.attributes import VLM_QUESTION, parse_vlm_answer
+from dreammix_core.attributes import VLM_QUESTION, parse_vlm_answer, regular_prompts
 from dreammix_core.errors import DreamMixInputError
 from dreammix_core.vlm import ask_vlm, describe_subject, load_vlm
 
@@ -166,3 +166,14 @@ PARSER_CASES = [
 @pytest.mark.parametrize(("answer", "class_word", "expected"), PARSER_CASES)
 def test_parse_vlm_answer_on_realistic_answers(answer, class_word, expected):
     assert parse_vlm_answer(answer, class_word) == expected
+
+
+def test_regular_prompts_never_carry_the_identifier() -> None:
+    """Hand-written expectation: the bare class, then the class with each attribute; an attribute 'sks' is refused."""
+    assert regular_prompts("teapot", ["clay", "glossy"]) == [
+        "a photo of a teapot",
+        "a photo of a clay teapot",
+        "a photo of a glossy teapot",
+    ]
+    with pytest.raises(DreamMixInputError, match="remove 'sks' from 'a photo of a sks teapot'"):
+        regular_prompts("teapot", ["clay", "sks"])
