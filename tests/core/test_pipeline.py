@@ -153,3 +153,105 @@ def test_composite_of_a_generated_batch_is_refused() -> None:
     image, mask = scene()
     with pytest.raises(DreamMixInputError, match="generated image is a batch of 2"):
         final_composite(image, torch.rand(2, *image.shape[1:]), mask)
+
+
+def _constant_scene(height: int = 200, width: int = 320) -> tuple[torch.Tensor, torch.Tensor]:
+    """A flat grey-blue scene with random noise only under the mask (80x50 at rows 70–120, columns 120–200)."""
+    image = torch.empty(1, height, width, 3)
+    image[...] = torch.tensor([0.2, 0.4, 0.6])
+    mask = torch.zeros(1, height, width)
+    mask[:, 70:120, 120:200] = 1
+    image[mask.bool()] = torch.rand(int(mask.sum()), 3, generator=torch.Generator().manual_seed(1))
+    return image, mask
+
+
+def test_local_stage_starts_from_the_surroundings_colour() -> None:
+    """The crop's hole is pre-filled from its surroundings: on a flat scene the hole takes that colour.
+
+    (Only the resize mixes a little of the noise into the hole's border; unfilled, the mean would be ~0.25.)"""
+    backend = RecordingBackend()
+    image, mask = _constant_scene()
+    dreammix_inpaint(backend, image, mask, InpaintSettings(steps=6, seed=5, resolution=128, context_factor=0.0))
+    local = backend.stages[0]
+    deviation = (local.pixels - torch.tensor([0.2, 0.4, 0.6])).abs()[local.mask.bool()]
+    assert local.mask.mean() > 0.1 and deviation.mean() < 0.02 and deviation.median() < 0.01
+
+
+def _feathered(value: float, original: float, distance: int, feather: int = 32) -> float:
+    """The paste's value at chessboard `distance` outside the mask: a linear ramp 1 − d/feather."""
+    alpha = max(0.0, 1 - distance / feather)
+    return alpha * value + (1 - alpha) * original
+
+
+def test_global_stage_sees_the_local_result_pasted_through_the_whole_feather() -> None:
+    """The recording backend denoises to seed/100: GCH's image is that inside, the ramp outside, the scene beyond.
+
+    The crop is as tight as allowed (context factor 0), so the ramp's far end (31 pixels out) is only inside
+    the pasted box because the box is widened for the feather.
+    """
+    backend = RecordingBackend()
+    image, mask = _constant_scene()
+    out = dreammix_inpaint(backend, image, mask, InpaintSettings(steps=6, seed=5, resolution=128, context_factor=0.0))
+    local, harmonise = backend.stages
+    assert harmonise.seed != local.seed
+    pixels = harmonise.pixels[0, :, :, 0]
+    lcg, gch, scene_red = 0.05, fresh_seed(5) % 100 / 100, 0.2
+    assert torch.allclose(pixels[70:120, 120:200], torch.full((50, 80), lcg), atol=1e-4)
+    for distance in (1, 8, 16, 31, 32, 40):
+        assert pixels[95, 200 + distance - 1].item() == pytest.approx(_feathered(lcg, scene_red, distance), abs=1e-4)
+        assert pixels[70 - distance, 160].item() == pytest.approx(_feathered(lcg, scene_red, distance), abs=1e-4)
+        assert out[0, 95, 120 - distance, 0].item() == pytest.approx(_feathered(gch, scene_red, distance), abs=1e-4)
+    assert torch.allclose(out[0, 70:120, 120:200, 0], torch.full((50, 80), gch), atol=1e-4)
+
+
+def test_global_stage_pads_by_replicating_the_edges_and_leaves_the_padding_unmasked() -> None:
+    """178x262 pads to 184x264: 6 rows and 2 columns (sizes where −n mod 8 and n mod 8 differ)."""
+    backend = RecordingBackend()
+    image, mask = scene(178, 262)
+    dreammix_inpaint(backend, image, mask, InpaintSettings(steps=6, seed=5, resolution=128))
+    harmonise = backend.stages[1]
+    pixels, padded = harmonise.pixels, harmonise.mask
+    assert pixels.shape[1:3] == (184, 264) and padded.shape[1:] == (184, 264)
+    assert torch.equal(pixels[:, 178:], pixels[:, 177:178].expand(-1, 6, -1, -1))
+    assert torch.equal(pixels[:, :, 262:], pixels[:, :, 261:262].expand(-1, -1, 2, -1))
+    assert torch.equal(padded[:, :178, :262], mask) and not padded[:, 178:].any() and not padded[:, :, 262:].any()
+
+
+@pytest.mark.parametrize(("extra_height", "extra_width"), [(64, 0), (0, 64), (-1, 0), (0, -1)])
+def test_composite_refuses_a_result_of_another_size(extra_height: int, extra_width: int) -> None:
+    from dreammix_core.pipeline import final_composite
+
+    image, mask = scene(128, 128)
+    result = torch.rand(1, 128 + extra_height, 128 + extra_width, 3)
+    with pytest.raises(DreamMixInputError, match="composite the image generated from this original"):
+        final_composite(image, result, mask)
+
+
+def test_composite_accepts_the_latent_padding_and_crops_it() -> None:
+    from dreammix_core.pipeline import final_composite
+
+    image, mask = scene(128, 128)
+    result = torch.rand(1, 128 + 63, 128 + 63, 3)
+    out = final_composite(image, result, mask)
+    inside = mask[0].bool()
+    assert out.shape == image.shape and torch.equal(out[0][inside], result[0, :128, :128][inside])
+
+
+def test_replace_local_pastes_the_resized_local_result_with_the_feather() -> None:
+    from dreammix_core.pipeline import prepare_local, replace_local
+
+    image, mask = _constant_scene()
+    region, _, _ = prepare_local(image, mask, context_factor=0.0, resolution=128)
+    local = torch.full((1, region.height, region.width, 3), 0.9)
+    out = replace_local(image, mask, region, local)
+    assert out.shape == image.shape
+    assert torch.allclose(out[0, 70:120, 120:200], torch.full((50, 80, 3), 0.9), atol=1e-4)
+    assert out[0, 95, 200 + 9, 0].item() == pytest.approx(_feathered(0.9, 0.2, 10), abs=1e-4)
+    assert torch.equal(out[0, :, :80], image[0, :, :80])
+
+
+def test_a_single_local_step_still_runs_the_local_stage() -> None:
+    backend = RecordingBackend()
+    image, mask = scene()
+    dreammix_inpaint(backend, image, mask, InpaintSettings(steps=3, lam=2 / 3, resolution=128))
+    assert [(s.name, s.start, s.end) for s in backend.stages] == [("local", 0, 1), ("global", 1, 3)]

@@ -313,3 +313,67 @@ def test_background_difference_mask() -> None:
     assert mask[20:40, 30:60].min() == 1 and mask[:10].max() == 0 and mask[:, :20].max() == 0
     flat = background_difference_mask(torch.ones(64, 64, 3) * 0.5)  # nothing found: centred ellipse
     assert flat[32, 32] == 1 and flat[0, 0] == 0 and 0.15 < flat.mean() < 0.25
+
+
+def test_loop_step_is_adamw_on_the_weighted_loss_averaged_over_micro_steps() -> None:
+    """One parameter tensor w is the prediction (plus the example's index). The reported losses, the gradient
+    accumulated between micro-steps and the parameters after two steps are recomputed here from what the
+    loop handed `predict_eps`, with weights 2.0 / 0.5 and torch's own AdamW as the reference optimiser."""
+    masks = [torch.tensor([[[1.0, 0.0], [0.0, 0.0]]]), torch.tensor([[[0.0, 1.0], [1.0, 1.0]]])]
+    examples = [Example((2, 2, 2), mask) for mask in masks]
+    w = torch.nn.Parameter(torch.full((1, 2, 2, 2), 0.1))
+    calls: list[tuple] = []
+
+    def predict(index: int, noise: torch.Tensor, timestep: int) -> torch.Tensor:
+        calls.append((index, noise.clone(), timestep, None if w.grad is None else w.grad.clone(), w.detach().clone()))
+        return w + index
+
+    reported: list[tuple] = []
+    settings = LoopSettings(
+        steps=2, learning_rate=0.1, weight_decay=0.5, grad_accumulation=3, seed=4, num_timesteps=50,
+        inside_weight=2.0, outside_weight=0.5, checkpoint_every=0,
+    )  # fmt: skip
+    result = train({"w": w}, examples, MixSampler(1, 1, 0.5), predict, settings, on_step=lambda *a: reported.append(a))
+
+    reference = torch.nn.Parameter(torch.full((1, 2, 2, 2), 0.1))
+    optimiser = torch.optim.AdamW([reference], lr=0.1, weight_decay=0.5)
+    expected_losses = []
+    for step in range(2):
+        grad, losses = torch.zeros_like(reference), []
+        for micro in range(3):
+            index, noise, timestep, seen_grad, seen_w = calls[3 * step + micro]
+            assert torch.allclose(seen_w, reference.detach(), atol=1e-6) and 0 <= timestep < 50
+            assert (seen_grad is None) if micro == 0 else torch.allclose(seen_grad, grad, atol=1e-7)
+            weight = 0.5 + 1.5 * masks[index]
+            error = reference.detach() + index - noise
+            losses.append(float(((error * weight) ** 2).mean()))
+            grad += 2 * weight**2 * error / error.numel() / 3
+        reference.grad = grad
+        optimiser.step()
+        expected_losses.append(sum(losses) / 3)
+    assert {call[0] for call in calls} == {0, 1}, "both examples drawn"
+    assert len({call[2] for call in calls}) > 1 and len({float(call[1].sum()) for call in calls}) == 6
+    assert result.losses == pytest.approx(expected_losses, rel=1e-6)
+    assert reported == [
+        (1, 2, pytest.approx(expected_losses[0], rel=1e-6)),
+        (2, 2, pytest.approx(expected_losses[1], rel=1e-6)),
+    ]
+    assert torch.allclose(w, reference, atol=1e-6) and result.step == 2
+
+
+def test_gradient_checkpointing_recomputes_the_forward_in_backward() -> None:
+    """Checkpointed, each block's forward runs twice per backward (once more to rebuild activations); not, once."""
+    torch.manual_seed(0)
+    block = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU(), torch.nn.Linear(8, 8))
+    runs = []
+    block[0].register_forward_hook(lambda *_: runs.append(1))
+    x = torch.randn(3, 8, requires_grad=True)
+    for enabled, expected in ((True, 2), (False, 1)):
+        runs.clear()
+        with gradient_checkpointing([block], enabled=enabled):
+            block(x).square().sum().backward()
+        assert len(runs) == expected, enabled
+    runs.clear()
+    with gradient_checkpointing([block]), torch.no_grad():
+        block(x)
+    assert len(runs) == 1
