@@ -170,6 +170,53 @@ def test_whole_scoring_path(models):
     assert Scores(None, 0.5, None).line() == "CLIP-T — | CLIP-I 0.500 | DINO —"
 
 
+def test_dino_embeds_the_class_token_of_the_last_layer(models, folders):
+    """Recomputed with transformers alone: the processor and ViT of the folder, token 0 of the last hidden state."""
+    import transformers
+
+    _, dino = models
+    image = noise(40, 30, 8)
+    pixels = ViTImageProcessorPil.from_pretrained(str(folders[1]))(images=[image], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        hidden = transformers.ViTModel.from_pretrained(str(folders[1]), add_pooling_layer=False)(
+            pixels
+        ).last_hidden_state
+    embedded = image_embeddings(dino, [image])
+    assert torch.allclose(embedded, hidden[:, 0], atol=1e-5)
+    assert not torch.allclose(embedded, hidden[:, 1:].mean(1), atol=1e-3)
+
+
+def test_cosine_on_hand_checked_vectors():
+    a, b = torch.tensor([[3.0, 4.0]]), torch.tensor([[4.0, 3.0], [0.0, 2.0], [-3.0, -4.0]])
+    assert torch.allclose(cosine(a, b), torch.tensor([[24 / 25, 4 / 5, -1.0]]))
+
+
+def test_clip_t_of_score_uses_the_prompt_with_the_class_word(models):
+    clip, dino = models
+    scene = noise(64, 64, 9)
+    result = score(scene, box_mask(64, 64, (8, 8, 40, 40)), [scene], "a sks dog on the grass", "dog", clip=clip)
+    by_hand = cosine(image_embeddings(clip, [scene]), text_embeddings(clip, ["a dog on the grass"]))
+    assert result.clip_t == pytest.approx(float(by_hand[0, 0]), abs=1e-6)
+    only_dino = score(scene, box_mask(64, 64, (8, 8, 40, 40)), [scene], "a sks dog", "dog", dino=dino)
+    assert only_dino.clip_t is None and only_dino.clip_i is None and isinstance(only_dino.dino, float)
+
+
+def test_mean_scores_average_each_metric_over_the_images_that_have_it():
+    from dreammix_core.metrics import mean_scores
+
+    means = mean_scores([Scores(0.1, None, 0.3), Scores(0.3, 0.5, None), Scores(0.8, 0.7, 0.9)])
+    assert (means.clip_t, means.clip_i, means.dino) == pytest.approx((0.4, 0.6, 0.6))
+    assert mean_scores([Scores(None, None, None)]) == Scores(None, None, None)
+
+
+def test_prompts_longer_than_the_text_tower_are_truncated_as_clip_does(models):
+    """The tiny CLIP reads 16 positions: a 40-word prompt scores as its first 14 words (plus start and end)."""
+    clip, _ = models
+    words = " ".join(["dog", "grass", "photo", "red"] * 10)
+    long, cut = text_embeddings(clip, [words, " ".join(words.split()[:14])])
+    assert torch.allclose(long, cut, atol=1e-5)
+
+
 # --- the batch command, without a server -------------------------------------------------------------
 
 

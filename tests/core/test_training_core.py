@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 from dreammix_core.errors import DreamMixInputError
 from dreammix_core.mask_augment import JITTER_RANGE, bezier_blob, mask_bbox, part_boxes
-from dreammix_core.training_data import MixSampler, Photo, expand, masked_image, step_generator
+from dreammix_core.training_data import MixSampler, Photo, expand, masked_image, resize_short_side, step_generator
 from dreammix_core.training_loop import Example, LoopSettings, gradient_checkpointing, loss_curve_image, train
 from dreammix_core.training_loss import latent_mask, weighted_eps_loss
 
@@ -377,3 +377,59 @@ def test_gradient_checkpointing_recomputes_the_forward_in_backward() -> None:
     with gradient_checkpointing([block]), torch.no_grad():
         block(x)
     assert len(runs) == 1
+
+
+def column_photo(subject_columns: tuple[int, int], height: int = 64, width: int = 256) -> Photo:
+    """Red channel = column / width, so a crop's left edge can be read back from its pixels."""
+    image = (torch.arange(width).float() / width)[None, :, None].expand(height, width, 3).clone()
+    return Photo(image, box_mask(height, width, 10, subject_columns[0], 50, subject_columns[1]), prompt=0)
+
+
+def crop_lefts(copies) -> list[int]:
+    return [round(float(copy.image[0, 0, 0]) * 256) for copy in copies]
+
+
+def test_subject_copies_keep_the_subject_and_regular_copies_crop_anywhere() -> None:
+    """A 64x256 photo at resolution 64 needs no resize: a subject at columns 200–240 forces left ∈ [176, 200]."""
+    photo = column_photo((200, 240))
+    copies = expand([photo], [photo], 64, seed=3, subject_copies=12, regular_copies=12)
+    subject, regular = copies[:12], copies[12:]
+    assert [c.regular for c in copies] == [False] * 12 + [True] * 12
+    lefts = crop_lefts(subject)
+    assert all(176 <= left <= 200 for left in lefts) and len(set(lefts)) > 3
+    for copy, left in zip(subject, lefts):
+        assert torch.equal(copy.image, photo.image[:, left : left + 64].permute(2, 0, 1))
+        blob_box, subject_box = mask_bbox(copy.mask[0]), (200 - left, 10, 240 - left, 50)
+        assert blob_box[0] <= subject_box[0] and blob_box[1] <= subject_box[1]
+        assert blob_box[2] >= subject_box[2] and blob_box[3] >= subject_box[3]
+    assert min(crop_lefts(regular)) < 150
+
+
+def test_a_subject_wider_than_the_crop_is_centred() -> None:
+    copies = expand([column_photo((20, 200))], [], 64, seed=1, subject_copies=4)
+    assert crop_lefts(copies) == [(20 + 200 - 64) // 2] * 4
+
+
+def test_photos_are_resized_to_the_short_side_with_antialiasing() -> None:
+    """A 96x48 fine checkerboard at side 20 becomes 40x20 of flat grey (without antialiasing a pattern stays)."""
+    board = ((torch.arange(96)[:, None] + torch.arange(48)[None]) % 2).float()
+    photo = Photo(board[..., None].expand(96, 48, 3), box_mask(96, 48, 40, 20, 60, 30), prompt=0)
+    image, mask = resize_short_side(photo.image, photo.mask, 20)
+    assert image.shape == (3, 40, 20) and mask.shape == (1, 40, 20)
+    assert (image - 0.5).abs().max() < 0.05
+    left, top, right, bottom = mask_bbox(mask[0])  # the box scaled by 20/48: 8.3, 16.7, 12.5, 25
+    assert abs(left - 8.3) <= 1 and abs(top - 16.7) <= 1 and abs(right - 12.5) <= 1 and abs(bottom - 25) <= 1
+
+
+def test_subject_copies_keep_the_subject_vertically_too() -> None:
+    """The column photo turned on its side: a subject at rows 200–240 of a 256x64 photo forces top ∈ [176, 200]."""
+    photo = column_photo((200, 240))
+    tall = Photo(photo.image.transpose(0, 1).contiguous(), photo.mask.transpose(0, 1).contiguous(), prompt=0)
+    copies = expand([tall], [], 64, seed=5, subject_copies=12)
+    tops = [round(float(copy.image[0, 0, 0]) * 256) for copy in copies]
+    assert all(176 <= top <= 200 for top in tops) and len(set(tops)) > 3
+
+
+def test_regular_copies_are_drawn_when_the_probability_is_one() -> None:
+    assert {MixSampler(2, 1, 1.0).draw(step_generator(0, i)) for i in range(50)} == {2}
+    assert {MixSampler(2, 3, 0.0).draw(step_generator(0, i)) for i in range(50)} <= {0, 1}
