@@ -255,6 +255,12 @@ def gradient_checkpointing(modules: Iterable[torch.nn.Module], enabled: bool = T
             del module.forward
 
 
+def moving_average(values: list[float], smooth: int = 20) -> list[float]:
+    """Trailing mean over min(`smooth`, a fifth of the run) values, shorter at the start: the curve's dark line."""
+    window = max(1, min(smooth, len(values) // 5 or 1))
+    return [sum(values[max(0, i - window + 1) : i + 1]) / (i + 1 - max(0, i - window + 1)) for i in range(len(values))]
+
+
 def loss_curve_image(losses: list[float], width: int = 512, height: int = 256, smooth: int = 20) -> Image.Image:
     """The per-step loss (light) and its moving average (dark) on a white canvas, with min/max labels."""
     image = Image.new("RGB", (width, height), "white")
@@ -270,11 +276,7 @@ def loss_curve_image(losses: list[float], width: int = 512, height: int = 256, s
         x = margin + (width - 2 * margin) * (i / max(len(losses) - 1, 1))
         return x, height - margin - (height - 2 * margin) * (value - low) / span
 
-    window = max(1, min(smooth, len(losses) // 5 or 1))
-    averaged = [
-        sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
-        for i in range(len(losses))
-    ]
+    averaged = moving_average(losses, smooth)
     for values, colour in ((losses, (160, 190, 240)), (averaged, (20, 60, 160))):
         points = [point(i, v) for i, v in enumerate(values)]
         if len(points) == 1:

@@ -10,7 +10,14 @@ from PIL import Image, ImageDraw
 from dreammix_core.errors import DreamMixInputError
 from dreammix_core.mask_augment import JITTER_RANGE, bezier_blob, mask_bbox, part_boxes
 from dreammix_core.training_data import MixSampler, Photo, expand, masked_image, resize_short_side, step_generator
-from dreammix_core.training_loop import Example, LoopSettings, gradient_checkpointing, loss_curve_image, train
+from dreammix_core.training_loop import (
+    Example,
+    LoopSettings,
+    gradient_checkpointing,
+    loss_curve_image,
+    moving_average,
+    train,
+)
 from dreammix_core.training_loss import latent_mask, weighted_eps_loss
 
 
@@ -298,10 +305,31 @@ def test_gradient_checkpointing_gives_same_gradients() -> None:
     assert all(torch.allclose(a, p.grad) for a, p in zip(plain, block.parameters()))
 
 
-def test_loss_curve_image() -> None:
-    image = loss_curve_image([1.0, 0.8, 0.5, 0.4, 0.41])
+def test_moving_average_by_hand() -> None:
+    """Ten values: the window is a fifth of the run (2); a hundred: capped at `smooth`."""
+    assert moving_average([float(v) for v in range(1, 11)]) == [1.0, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5]
+    assert moving_average([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
+    ramp = moving_average([float(v) for v in range(100)], smooth=4)
+    assert ramp[:4] == [0.0, 0.5, 1.0, 1.5] and ramp[99] == (96 + 97 + 98 + 99) / 4
+
+
+def _near(image: Image.Image, x: int, y: int, colour: tuple[int, int, int], reach: int = 2) -> bool:
+    pixels = np.asarray(image)[max(0, y - reach) : y + reach + 1, max(0, x - reach) : x + reach + 1].reshape(-1, 3)
+    return bool((np.abs(pixels.astype(int) - colour).sum(axis=1) < 40).any())
+
+
+def test_loss_curve_draws_the_steps_from_top_left_to_bottom_right() -> None:
+    """Losses 1 → 0 over two steps: the dark line runs from (20, 20) to (492, 236) inside 20-pixel margins."""
+    dark, white = (20, 60, 160), (255, 255, 255)
+    image = loss_curve_image([1.0, 0.0])
     assert image.size == (512, 256)
-    assert loss_curve_image([]).size == (512, 256) and loss_curve_image([0.3]).size == (512, 256)
+    for x, y in ((20, 20), (256, 128), (492, 236)):
+        assert _near(image, x, y, dark), (x, y)
+    assert not _near(image, 256, 60, dark, reach=10) and _near(image, 400, 40, white)
+    single = loss_curve_image([0.3])
+    assert _near(single, 20, 236, dark) and not _near(single, 256, 128, dark, reach=20)
+    empty = np.asarray(loss_curve_image([]))
+    assert empty.shape == (256, 512, 3) and (empty < 128).any() and (empty[:100] == 255).all()
 
 
 def test_background_difference_mask() -> None:
