@@ -255,3 +255,33 @@ def test_a_single_local_step_still_runs_the_local_stage() -> None:
     image, mask = scene()
     dreammix_inpaint(backend, image, mask, InpaintSettings(steps=3, lam=2 / 3, resolution=128))
     assert [(s.name, s.start, s.end) for s in backend.stages] == [("local", 0, 1), ("global", 1, 3)]
+
+
+def test_from_pipeline_encodes_the_prompts_with_the_pipeline_own_text_encoder() -> None:
+    """README's "Python without ComfyUI": a diffusers SD pipeline → backend → DreamMix, prompts encoded as SD does
+    (padded to the encoder's length, last hidden state), recomputed here with the tokenizer and encoder alone."""
+    from tiny_models import tiny_sd_pipeline
+
+    from dreammix_core.diffusers_backend import DiffusersBackend
+
+    pipe = tiny_sd_pipeline()
+    backend = DiffusersBackend.from_pipeline(pipe, "a dog", "grass", guidance_scale=2.5, local_prompt="a sks dog")
+
+    def hidden(text: str) -> torch.Tensor:
+        ids = pipe.tokenizer(text, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            return pipe.text_encoder(ids.input_ids)[0]
+
+    for embedded, text in (
+        (backend.positive, "a dog"),
+        (backend.negative, "grass"),
+        (backend.local_positive, "a sks dog"),
+    ):
+        assert embedded.pooled is None and torch.allclose(embedded.tokens, hidden(text), atol=1e-6), text
+    assert (backend.unet, backend.vae, backend.guidance_scale) == (pipe.unet, pipe.vae, 2.5)
+    assert DiffusersBackend.from_pipeline(pipe, "a dog").local_positive is None
+    image, mask = scene(128, 128)
+    out = dreammix_inpaint(backend, image, mask, InpaintSettings(steps=3, resolution=128, seed=1))
+    outside = feather_mask(mask, 32) == 0
+    assert out.shape == image.shape and torch.equal(out[outside], image[outside])
+    assert not torch.allclose(out[mask.bool()], image[mask.bool()], atol=1e-2)

@@ -60,3 +60,31 @@ def tiny_backend(inpainting: bool = True, guidance_scale: float = 4.0) -> Diffus
     return DiffusersBackend(
         tiny_sdxl_unet(9 if inpainting else 4), tiny_vae(), tiny_scheduler(), prompt(0), prompt(1), guidance_scale
     )
+
+
+def tiny_sd_pipeline():
+    """A StableDiffusionPipeline of tiny random parts: a 2-layer CLIP text encoder (width 32, 16 positions) on the
+    word-level tokenizer of the metric tests, an SD1-style UNet (no size conditioning), the tiny VAE."""
+    from diffusers import StableDiffusionPipeline
+    from tiny_metric_models import tiny_clip_tokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = tiny_clip_tokenizer()
+    tokenizer.model_max_length = 16
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(2)
+    text_encoder = CLIPTextModel(config).eval()
+    torch.manual_seed(3)
+    unet = UNet2DConditionModel(
+        sample_size=32, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), cross_attention_dim=32, norm_num_groups=8,
+    ).eval()  # fmt: skip
+    return StableDiffusionPipeline(
+        vae=tiny_vae(), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=tiny_scheduler(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
