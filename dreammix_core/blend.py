@@ -3,6 +3,7 @@
 import torch
 import torch.nn.functional as F
 
+from .masks import binarize
 from .region import CropRegion, resize_image
 
 FEATHER = 32
@@ -15,7 +16,7 @@ def feather_mask(mask: torch.Tensor, feather: int = FEATHER) -> torch.Tensor:
     The distance is the chessboard distance, built from `feather` 3x3 dilations, so pixels
     `feather` or more away are exactly 0 and the original comes back there bit for bit.
     """
-    inside = (mask >= 0.5).to(torch.float32).unsqueeze(1)
+    inside = binarize(mask).unsqueeze(1)
     if feather <= 0:
         return inside.squeeze(1)
     grown, total = inside, inside.clone()

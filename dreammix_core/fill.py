@@ -9,6 +9,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .masks import is_masked
+
 FILL_SCHEDULE: tuple[tuple[int, int], ...] = (
     (512, 2),
     (256, 2),
@@ -54,7 +56,7 @@ def smooth_fill(
     the radius, which holds every pixel their boxes reach: the same values, less work for small holes.
     `check_interrupt` is called before every pass and may raise to stop (ComfyUI's Cancel).
     """
-    known = (mask < 0.5)[:, None]
+    known = ~is_masked(mask)[:, None]
     if not known.any():
         return image
     work = image.to(torch.float32).movedim(-1, 1).contiguous()

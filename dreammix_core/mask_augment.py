@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .errors import DreamMixInputError
+from .masks import is_masked
 
 R_CHOICES = tuple(round(0.1 * k, 1) for k in range(1, 11))
 """The push factors r: 0.1 … 1.0."""
@@ -30,8 +31,8 @@ Box = tuple[int, int, int, int]
 
 
 def mask_bbox(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
-    """(left, top, right, bottom) of the pixels > 0.5 of a (H, W) mask, right/bottom exclusive; None if empty."""
-    ys, xs = torch.nonzero(mask > 0.5, as_tuple=True)
+    """(left, top, right, bottom) of the masked pixels of a (H, W) mask, right/bottom exclusive; None if empty."""
+    ys, xs = torch.nonzero(is_masked(mask), as_tuple=True)
     if len(ys) == 0:
         return None
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
@@ -97,7 +98,7 @@ def bezier_blob(mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     if mask.ndim != 2:
         raise DreamMixInputError(f"A subject mask must be one 2-D mask, got shape {tuple(mask.shape)}.")
     height, width = mask.shape
-    boxes = part_boxes((mask > 0.5).cpu().numpy())
+    boxes = part_boxes(is_masked(mask).cpu().numpy())
     if not boxes:
         return torch.ones(height, width)
     r = R_CHOICES[int(torch.randint(len(R_CHOICES), (), generator=generator))]

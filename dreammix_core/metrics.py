@@ -27,12 +27,11 @@ from PIL import Image
 
 from .attributes import IDENTIFIER
 from .errors import DreamMixInputError
+from .masks import is_masked_array
 from .model_source import local_model_folder
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 DEFAULT_DINO = "facebook/dino-vits16"
-MASK_THRESHOLD = 0.5
-"""Mask values of this or more are the subject, as in the inpainting nodes."""
 
 _KIND_NAMES = {"clip": "CLIP", "dino": "DINO"}
 _DEFAULTS = {"clip": DEFAULT_CLIP, "dino": DEFAULT_DINO}
@@ -101,8 +100,8 @@ def _mask_array(mask: Any) -> np.ndarray:
 def subject_box(mask: Any) -> tuple[int, int, int, int]:
     """(left, top, right, bottom), right and bottom exclusive: the bounding box of the mask's subject pixels."""
     array = _mask_array(mask)
-    rows = np.flatnonzero((array >= MASK_THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((array >= MASK_THRESHOLD).any(axis=0))
+    rows = np.flatnonzero(is_masked_array(array).any(axis=1))
+    cols = np.flatnonzero(is_masked_array(array).any(axis=0))
     if rows.size == 0:
         raise DreamMixInputError(
             "The mask is empty (no value of 0.5 or more): the identity metrics need the subject's region."

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DreamMixInputError
+from .masks import binarize, is_masked
 
 EXPAND = 1.15
 """Half-side of the initial square, relative to the larger half-extent of the mask's box."""
@@ -55,11 +56,6 @@ def as_float32(tensor: torch.Tensor) -> torch.Tensor:
     holds every fp16 value exactly, so pixels copied through unchanged stay bit-exact.
     """
     return tensor if tensor.dtype == torch.float32 else tensor.to(torch.float32)
-
-
-def binarize(mask: torch.Tensor) -> torch.Tensor:
-    """The pack's one rule for grey masks: masked where the value is at least 0.5."""
-    return (mask >= 0.5).to(torch.float32)
 
 
 def validate_image_and_mask(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -127,7 +123,7 @@ def compute_region(
         raise DreamMixInputError(f"context factor must be between 0 and 1, got {context_factor}.")
     if resolution < multiple:
         raise DreamMixInputError(f"working resolution {resolution} is below the size multiple {multiple}.")
-    plane = mask.reshape(mask.shape[-2:]) >= 0.5
+    plane = is_masked(mask.reshape(mask.shape[-2:]))
     image_height, image_width = plane.shape
     rows = torch.nonzero(plane.any(dim=1)).flatten()
     cols = torch.nonzero(plane.any(dim=0)).flatten()

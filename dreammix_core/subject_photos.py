@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from .errors import DreamMixInputError
-from .region import binarize
+from .masks import binarize
 
 
 def _single(tensor: torch.Tensor, name: str, what: str, ndim: int) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .errors import DreamMixInputError
 from .mask_augment import bezier_blob, mask_bbox
+from .masks import binarize
 
 SUBJECT_COPIES = 10
 REGULAR_COPIES = 3
@@ -64,7 +65,7 @@ def resize_short_side(image: torch.Tensor, mask: torch.Tensor, side: int) -> tup
     chw = image[..., :3].permute(2, 0, 1)[None].float()
     resized = F.interpolate(chw, size=size, mode="bicubic", align_corners=False, antialias=scale < 1).clamp(0, 1)
     resized_mask = F.interpolate(mask[None, None].float(), size=size, mode="bilinear", align_corners=False)
-    return resized[0], (resized_mask[0] > 0.5).float()
+    return resized[0], binarize(resized_mask[0])
 
 
 def crop_offset(extent: int, side: int, keep: tuple[int, int] | None, generator: torch.Generator) -> int:

@@ -10,6 +10,7 @@ from comfy_api.latest import io
 
 from ..dreammix_core.blend import FEATHER
 from ..dreammix_core.errors import DreamMixInputError
+from ..dreammix_core.masks import binarize
 from ..dreammix_core.pipeline import (
     InpaintSettings,
     check_alignment,
@@ -366,7 +367,7 @@ class DreamMixGlobalSampler(io.ComfyNode):
         if "noise_mask" not in latent:
             raise DreamMixInputError("The latent has no noise mask: connect DreamMix Local Replace's latent.")
         mask = latent["noise_mask"].reshape((-1,) + tuple(latent["noise_mask"].shape[-2:]))
-        pixels, mask = pad_for_latent(composite, (mask >= 0.5).float(), backend.spatial_factor)
+        pixels, mask = pad_for_latent(composite, binarize(mask), backend.spatial_factor)
         if tuple(pixels.shape[1:3]) != tuple(mask.shape[-2:]):
             raise DreamMixInputError(
                 "The composite image and the latent's mask differ in size: connect both "

@@ -329,6 +329,15 @@ class ComfyServer:
             time.sleep(0.2)
         raise TimeoutError(f"prompt {prompt_id} still running after {timeout:.0f}s; log tail:\n{self.log_tail()}")
 
+    def wait_for_running_prompt(self, timeout: float = 300.0) -> None:
+        """Block until the server reports a prompt in execution (its /queue's running list)."""
+        deadline = time.monotonic() + timeout
+        while not self._get_json("/queue")["queue_running"]:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no prompt started within {timeout:.0f}s; log tail:\n{self.log_tail()}")
+            time.sleep(0.05)
+
     def run(self, graph: dict[str, Any], timeout: float = 600.0) -> dict[str, Any]:
         """queue_prompt + wait."""
         return self.wait(self.queue_prompt(graph), timeout)

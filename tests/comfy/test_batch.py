@@ -88,8 +88,9 @@ def assert_filled_table(out: Path, names: list[str]) -> None:
     rows = results(out)
     assert rows[0] == ["case", "images", "CLIP-T", "CLIP-I", "DINO"]
     assert [row[0] for row in rows[1:]] == [*names, "mean"]
-    for row in rows[1:]:
-        assert all(-1.0 <= float(value) <= 1.0 for value in row[2:]), row
+    cases = [[float(value) for value in row[2:]] for row in rows[1:-1]]
+    means = [float(value) for value in rows[-1][2:]]
+    assert means == pytest.approx([sum(column) / len(column) for column in zip(*cases)], abs=1e-3), rows
 
 
 def test_two_cases_end_to_end(comfy_server: ComfyServer, tiny_metrics, references, tmp_path, capsys) -> None:
@@ -151,7 +152,7 @@ def test_resumes_after_a_limit_and_after_a_kill(
     while not uploaded.exists() and time.monotonic() < deadline:
         assert process.poll() is None, "the batch ended before it could be killed"
         time.sleep(0.1)
-    time.sleep(3.0)  # the prompt is queued right after the upload
+    comfy_server.wait_for_running_prompt()  # queued right after the upload
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     comfy_server.interrupt()

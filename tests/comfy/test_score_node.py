@@ -9,7 +9,7 @@ import pytest
 from server import ExecutionFailed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "core"))
-from tiny_metric_models import save_tiny_metric_models  # noqa: E402
+from tiny_metric_models import CLIPImageProcessorPil, save_tiny_metric_models  # noqa: E402
 
 
 def score_graph(clip: str, dino: str, result_colour: int, reference_colour: int) -> dict:
@@ -54,7 +54,27 @@ def test_score_node_runs_and_identical_images_score_one(comfy_server, metric_mod
     scores = dict(part.strip().rsplit(" ", 1) for part in summary.split("|"))
     assert float(scores["CLIP-I"]) == pytest.approx(1.0, abs=1e-3)
     assert float(scores["DINO"]) == pytest.approx(1.0, abs=1e-3)
-    assert -1.0 <= float(scores["CLIP-T"]) <= 1.0
+    assert float(scores["CLIP-T"]) == pytest.approx(
+        clip_t_by_hand(comfy_server.layout.base_dir / "models" / metric_models[0], 0x336699), abs=6e-4
+    )
+
+
+def clip_t_by_hand(folder: Path, colour: int) -> float:
+    """CLIP-T recomputed with transformers alone: the 96x64 image of one colour against 'a photo of a dog'."""
+    import torch
+    import transformers
+    from PIL import Image
+
+    folder = str(folder)
+    model = transformers.CLIPModel.from_pretrained(folder).eval()
+    image = Image.new("RGB", (96, 64), ((colour >> 16) & 255, (colour >> 8) & 255, colour & 255))
+    pixels = CLIPImageProcessorPil.from_pretrained(folder)(images=[image], return_tensors="pt")["pixel_values"]
+    tokens = transformers.AutoTokenizer.from_pretrained(folder)(["a photo of a dog"], return_tensors="pt")
+    with torch.no_grad():
+        image_features, text_features = model.get_image_features(pixels), model.get_text_features(**tokens)
+    image_features = getattr(image_features, "pooler_output", image_features)
+    text_features = getattr(text_features, "pooler_output", text_features)
+    return float(torch.nn.functional.cosine_similarity(image_features, text_features)[0])
 
 
 def test_score_node_missing_model_folder_is_a_clear_error(comfy_server) -> None:

@@ -63,9 +63,9 @@ def test_square_is_centred_with_expansion(name: str) -> None:
     region = compute_region(mask, context_factor=0.0, resolution=512)
     top, left, bottom, right = mask_bbox(mask)
     half = EXPAND * max(right - left, bottom - top) / 2
-    expected_w = min(2 * half, width)
-    assert abs(region.box_width - expected_w) <= 2
-    assert abs((region.left + region.right) / 2 - (left + right) / 2) <= 1 or region.left == 0 or region.right == width
+    centre = (left + right) / 2
+    expected_left, expected_right = max(centre - half, 0.0), min(centre + half, float(width))  # clipped, not shifted
+    assert abs(region.left - expected_left) <= 1 and abs(region.right - expected_right) <= 1
 
 
 def test_context_growth_is_symmetric_inside_the_image() -> None:
