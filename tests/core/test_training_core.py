@@ -461,3 +461,23 @@ def test_subject_copies_keep_the_subject_vertically_too() -> None:
 def test_regular_copies_are_drawn_when_the_probability_is_one() -> None:
     assert {MixSampler(2, 1, 1.0).draw(step_generator(0, i)) for i in range(50)} == {2}
     assert {MixSampler(2, 3, 0.0).draw(step_generator(0, i)) for i in range(50)} <= {0, 1}
+
+
+def test_fingerprint_follows_what_decides_the_result() -> None:
+    """Same recipe and inputs, same id (whatever the checkpoint interval or the order extras are given in);
+    any setting or input that changes the trajectory, another id."""
+    from dataclasses import replace
+
+    from dreammix_core.training_loop import fingerprint
+
+    base = LoopSettings(steps=10)
+    run = fingerprint(base, images="abc", prompt="a sks dog")
+    assert len(run) == 16 and int(run, 16) >= 0
+    assert fingerprint(replace(base, checkpoint_every=7), prompt="a sks dog", images="abc") == run
+    others = [
+        fingerprint(replace(base, learning_rate=2e-4), images="abc", prompt="a sks dog"),
+        fingerprint(replace(base, steps=11), images="abc", prompt="a sks dog"),
+        fingerprint(base, images="abd", prompt="a sks dog"),
+        fingerprint(base, images="abc"),
+    ]
+    assert run not in others and len(set(others)) == len(others)
