@@ -88,3 +88,15 @@ def test_strength_zero_is_the_identity_and_strength_is_checked() -> None:
     assert torch.equal(decompose_tokens(embedding, content, [(0, 6, directions)], 0.0), embedding)
     with pytest.raises(DreamMixInputError, match="strength"):
         decompose_tokens(embedding, content, [(0, 6, directions)], 1.5)
+
+
+def test_orthonormal_basis_by_hand() -> None:
+    """Rows (1,0,0), (2,0,0), (0,3,0): a rank-2 span; a dependent row adds no axis; all-zero rows are refused."""
+    basis = orthonormal_basis(torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 3.0, 0.0]]))
+    assert basis.shape == (3, 2) and basis.dtype == torch.float64
+    assert torch.allclose(basis.T @ basis, torch.eye(2, dtype=torch.float64))
+    assert torch.allclose(basis @ basis.T, torch.diag(torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)))
+    single = orthonormal_basis(torch.tensor([[0.0, 0.0, 5.0]]))
+    assert single.shape == (3, 1) and torch.allclose(single.abs().flatten(), torch.tensor([0.0, 0.0, 1.0]).double())
+    with pytest.raises(DreamMixInputError, match="attribute directions are all zero"):
+        orthonormal_basis(torch.zeros(2, 3))
