@@ -30,14 +30,6 @@ Box = tuple[int, int, int, int]
 """(x, y, w, h): left, top, width and height in pixels, as OpenCV's boundingRect gives them."""
 
 
-def mask_bbox(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
-    """(left, top, right, bottom) of the masked pixels of a (H, W) mask, right/bottom exclusive; None if empty."""
-    ys, xs = torch.nonzero(is_masked(mask), as_tuple=True)
-    if len(ys) == 0:
-        return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
 def part_boxes(mask: np.ndarray) -> list[Box]:
     """The bounding box of each 8-connected part of a boolean (H, W) mask, in raster order of their first pixel.
 

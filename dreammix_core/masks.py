@@ -4,7 +4,6 @@ Every module that reads a MASK (crop, feather, fill, augmentation, training crop
 here, so a mask that one stage accepts is never empty, or larger, for the next.
 """
 
-import numpy as np
 import torch
 
 MASK_THRESHOLD = 0.5
@@ -20,6 +19,11 @@ def binarize(mask: torch.Tensor) -> torch.Tensor:
     return is_masked(mask).to(torch.float32)
 
 
-def is_masked_array(mask: np.ndarray) -> np.ndarray:
-    """`is_masked` for numpy arrays (the metrics read PIL masks)."""
-    return mask >= MASK_THRESHOLD
+def mask_bbox(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the masked pixels of a (H, W) mask, right/bottom exclusive; None if empty."""
+    plane = is_masked(mask)
+    rows = torch.nonzero(plane.any(dim=1)).flatten()
+    cols = torch.nonzero(plane.any(dim=0)).flatten()
+    if rows.numel() == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1

@@ -27,7 +27,7 @@ from PIL import Image
 
 from .attributes import IDENTIFIER
 from .errors import DreamMixInputError
-from .masks import is_masked_array
+from .masks import mask_bbox
 from .model_source import local_model_folder
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
@@ -99,14 +99,12 @@ def _mask_array(mask: Any) -> np.ndarray:
 
 def subject_box(mask: Any) -> tuple[int, int, int, int]:
     """(left, top, right, bottom), right and bottom exclusive: the bounding box of the mask's subject pixels."""
-    array = _mask_array(mask)
-    rows = np.flatnonzero(is_masked_array(array).any(axis=1))
-    cols = np.flatnonzero(is_masked_array(array).any(axis=0))
-    if rows.size == 0:
+    box = mask_bbox(torch.from_numpy(_mask_array(mask)))
+    if box is None:
         raise DreamMixInputError(
             "The mask is empty (no value of 0.5 or more): the identity metrics need the subject's region."
         )
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    return box
 
 
 def subject_crop(image: Image.Image, mask: Any) -> Image.Image:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DreamMixInputError
-from .masks import binarize, is_masked
+from .masks import binarize, mask_bbox
 
 EXPAND = 1.15
 """Half-side of the initial square, relative to the larger half-extent of the mask's box."""
@@ -123,14 +123,12 @@ def compute_region(
         raise DreamMixInputError(f"context factor must be between 0 and 1, got {context_factor}.")
     if resolution < multiple:
         raise DreamMixInputError(f"working resolution {resolution} is below the size multiple {multiple}.")
-    plane = is_masked(mask.reshape(mask.shape[-2:]))
+    plane = mask.reshape(mask.shape[-2:])
     image_height, image_width = plane.shape
-    rows = torch.nonzero(plane.any(dim=1)).flatten()
-    cols = torch.nonzero(plane.any(dim=0)).flatten()
-    if rows.numel() == 0:
+    box = mask_bbox(plane)
+    if box is None:
         raise DreamMixInputError("The mask is empty: paint the area where the subject should go.")
-    top, bottom = int(rows[0]), int(rows[-1]) + 1
-    left, right = int(cols[0]), int(cols[-1]) + 1
+    left, top, right, bottom = box
 
     centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
     half = max(EXPAND * max(right - left, bottom - top) / 2, max(right - left, bottom - top) / 2 + min_margin)

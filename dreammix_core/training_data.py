@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DreamMixInputError
-from .mask_augment import bezier_blob, mask_bbox
-from .masks import binarize
+from .mask_augment import bezier_blob
+from .masks import binarize, mask_bbox
 
 SUBJECT_COPIES = 10
 REGULAR_COPIES = 3

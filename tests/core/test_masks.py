@@ -5,7 +5,8 @@ import torch
 
 from dreammix_core.blend import feather_mask
 from dreammix_core.fill import smooth_fill
-from dreammix_core.mask_augment import bezier_blob, mask_bbox
+from dreammix_core.mask_augment import bezier_blob
+from dreammix_core.masks import mask_bbox
 from dreammix_core.metrics import subject_box
 from dreammix_core.region import compute_region, validate_image_and_mask
 from dreammix_core.training_data import resize_short_side

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dreammix_core.attributes import check_class_word, edit_prompt, instance_prompt, regular_prompts
+from dreammix_core.attributes import check_class_word, edit_prompt, instance_prompt
 from dreammix_core.errors import DreamMixInputError
 from dreammix_core.region import validate_image_and_mask
 
@@ -16,13 +16,8 @@ def test_edit_prompt_by_hand() -> None:
     assert edit_prompt(" golden  retriever ", "wet", "") == "a photo of a wet sks golden retriever"
 
 
-def test_instance_and_regular_prompts_by_hand() -> None:
+def test_instance_prompt_by_hand() -> None:
     assert instance_prompt(" Dog ") == "a photo of a sks dog"
-    assert regular_prompts("dog", ["red", "small", "red"]) == [
-        "a photo of a dog",
-        "a photo of a red dog",
-        "a photo of a small dog",
-    ]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.mask_augment import JITTER_RANGE, bezier_blob, mask_bbox, part_boxes
+from dreammix_core.mask_augment import JITTER_RANGE, bezier_blob, part_boxes
+from dreammix_core.masks import mask_bbox
 from dreammix_core.training_data import MixSampler, Photo, expand, masked_image, resize_short_side, step_generator
 from dreammix_core.training_loop import (
     Example,

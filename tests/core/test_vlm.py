@@ -169,8 +169,9 @@ def test_parse_vlm_answer_on_realistic_answers(answer, class_word, expected):
 
 
 def test_regular_prompts_never_carry_the_identifier() -> None:
-    """Hand-written expectation: the bare class, then the class with each attribute; an attribute 'sks' is refused."""
-    assert regular_prompts("teapot", ["clay", "glossy"]) == [
+    """Hand-written expectation: the bare class, then the class with each attribute once; an attribute 'sks' is
+    refused."""
+    assert regular_prompts("teapot", ["clay", "glossy", "clay"]) == [
         "a photo of a teapot",
         "a photo of a clay teapot",
         "a photo of a glossy teapot",
