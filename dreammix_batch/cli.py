@@ -145,4 +145,6 @@ def main(argv: Sequence[str] | None = None, print_fn: Callable[..., None] = prin
     print_fn(table_markdown(table))
     print_fn(f"images: {out / 'images'}")
     print_fn(f"results: {out / 'results.csv'} and {out / 'results.md'}")
+    if report.interrupted:
+        return 130  # the shell's code for a run stopped by Ctrl-C (128 + SIGINT), so scripts see it stopped early
     return 1 if report.failed else 0

@@ -81,10 +81,10 @@ class ComfyClient:
                 error_info = rejected.get("error", {})
                 nodes = [
                     f"{nid} ({info.get('class_type')}): "
-                    + "; ".join(f"{e.get('message')}: {e.get('details')}" for e in info.get("errors", []))
+                    + "; ".join(_said(e.get("message"), e.get("details")) for e in info.get("errors", []))
                     for nid, info in rejected.get("node_errors", {}).items()
                 ]
-                detail = f"{error_info.get('message')}: {error_info.get('details')} " + " | ".join(nodes)
+                detail = " | ".join([_said(error_info.get("message"), error_info.get("details")), *nodes])
             except (ValueError, AttributeError):
                 pass
             raise ServerError(f"{self.url} refused the workflow: {detail.strip()}") from None
@@ -108,7 +108,7 @@ class ComfyClient:
                         raise ServerError(f"the prompt was interrupted on {self.url}")
                 raise ServerError(f"the prompt failed on {self.url}: {json.dumps(status)[:500]}")
             time.sleep(self.poll)
-        raise ServerError(f"the prompt was still running on {self.url} after {timeout:.0f} s")
+        raise ServerError(f"the prompt was still running on {self.url} after {timeout:g} s")
 
     def view(self, ref: dict[str, str]) -> bytes:
         query = urllib.parse.urlencode({k: ref.get(k, "") for k in ("filename", "subfolder", "type")})
@@ -156,3 +156,8 @@ def check_server(client: ComfyClient, graph: dict[str, Any]) -> None:
                     f"The server at {client.url} has no {name.split('_')[0]} '{value}'; it has: "
                     f"{', '.join(options[:20]) or 'none'}."
                 )
+
+
+def _said(message: object, details: object) -> str:
+    """ComfyUI's "message: details", without the colon when it sent no details (validation errors often do not)."""
+    return ": ".join(str(part) for part in (message, details) if part)

@@ -29,6 +29,8 @@ class RunReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     by_server: dict[str, list[str]] = field(default_factory=dict)
+    interrupted: bool = False
+    """Ctrl-C stopped the run: the images then running were finished, the rest is left for the next run."""
 
 
 class _Progress:
@@ -90,7 +92,13 @@ def run_cases(
     progress = _Progress(pending)
     lock = threading.Lock()
 
-    def worker(client: ComfyClient) -> None:
+    def worker(client: ComfyClient, finished: threading.Event) -> None:
+        try:
+            work(client)
+        finally:
+            finished.set()
+
+    def work(client: ComfyClient) -> None:
         while not stop.is_set():
             try:
                 case = todo.get_nowait()
@@ -118,18 +126,21 @@ def run_cases(
                     if isinstance(error, (ServerError, DreamMixInputError)):
                         report.failed[case.name] = str(error)
 
-    threads = [threading.Thread(target=worker, args=(c,), name=c.url, daemon=True) for c in clients]
-    for thread in threads:
-        thread.start()
+    # Waited for through events, not Thread.join: a join interrupted by Ctrl-C can take a running thread for
+    # finished on Python < 3.13 (python/cpython#90882), and the image it was making would be lost.
+    finished = [threading.Event() for _ in clients]
+    for client, done in zip(clients, finished):
+        threading.Thread(target=worker, args=(client, done), name=client.url, daemon=True).start()
     try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.5)
+        for done in finished:
+            while not done.wait(0.5):
+                pass
     except KeyboardInterrupt:
         stop.set()
+        report.interrupted = True
         print("\nStopping after the images now running; run the same command again to resume.", file=sys.stderr)
-        for thread in threads:
-            thread.join()
+        for done in finished:
+            done.wait()
     finally:
         progress.close()
     return report

@@ -24,6 +24,25 @@ class PromptEmbeddings:
     pooled: torch.Tensor | None = None
 
 
+def encode_prompt(pipe, text: str) -> PromptEmbeddings:
+    """One prompt through an SD or SDXL pipeline's own text encoders (SDXL's also give the pooled vector)."""
+    out = pipe.encode_prompt(text, device=pipe.unet.device, num_images_per_prompt=1, do_classifier_free_guidance=False)
+    return PromptEmbeddings(out[0], out[2] if len(out) == 4 else None)
+
+
+@torch.no_grad()
+def vae_encode(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) pixels in [0, 1] → the scaled fp32 latent the UNet works on (the distribution's mode)."""
+    images = pixels[..., :3].movedim(-1, 1).to(vae.device, vae.dtype) * 2 - 1
+    latent = vae.encode(images).latent_dist.mode()
+    return (latent * vae.config.scaling_factor).to(torch.float32)
+
+
+def size_conditioning(height: int, width: int) -> list[int]:
+    """SDXL's time ids for an image generated whole at this size: original size, crop origin (0, 0), target size."""
+    return [height, width, 0, 0, height, width]
+
+
 class DiffusersBackend:
     def __init__(
         self,
@@ -49,25 +68,16 @@ class DiffusersBackend:
         cls, pipe, prompt: str, negative_prompt: str = "", guidance_scale: float = 4.0, local_prompt: str | None = None
     ) -> "DiffusersBackend":
         """Encodes the prompts with the pipeline's own text encoders (SD or SDXL pipelines)."""
-
-        def encode(text: str) -> PromptEmbeddings:
-            out = pipe.encode_prompt(
-                text, device=pipe.unet.device, num_images_per_prompt=1, do_classifier_free_guidance=False
-            )
-            return PromptEmbeddings(out[0], out[2] if len(out) == 4 else None)
-
-        local = encode(local_prompt) if local_prompt is not None else None
-        return cls(pipe.unet, pipe.vae, pipe.scheduler, encode(prompt), encode(negative_prompt), guidance_scale, local)
+        local = encode_prompt(pipe, local_prompt) if local_prompt is not None else None
+        positive, negative = encode_prompt(pipe, prompt), encode_prompt(pipe, negative_prompt)
+        return cls(pipe.unet, pipe.vae, pipe.scheduler, positive, negative, guidance_scale, local)
 
     @property
     def _dtype(self) -> torch.dtype:
         return self.unet.dtype
 
-    @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        images = pixels[..., :3].movedim(-1, 1).to(self.vae.device, self.vae.dtype) * 2 - 1
-        latent = self.vae.encode(images).latent_dist.mode()
-        return (latent * self.vae.config.scaling_factor).to(torch.float32)
+        return vae_encode(self.vae, pixels)
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
@@ -80,9 +90,7 @@ class DiffusersBackend:
         tokens = torch.cat([self.negative.tokens, positive.tokens]).to(self.unet.device, self._dtype)
         added = {}
         if self.unet.config.addition_embed_type == "text_time":
-            time_ids = torch.tensor(
-                [[height, width, 0, 0, height, width]] * 2, device=self.unet.device, dtype=self._dtype
-            )
+            time_ids = torch.tensor([size_conditioning(height, width)] * 2, device=self.unet.device, dtype=self._dtype)
             pooled = torch.cat([self.negative.pooled, positive.pooled]).to(self.unet.device, self._dtype)
             added = {"text_embeds": pooled, "time_ids": time_ids}
         return tokens, added

@@ -155,6 +155,8 @@ def load_metric_model(
         if kind == "dino" and config.model_type == "vit":
             options["add_pooling_layer"] = False  # only the class token is used; DINO has no pooler weights
         model = transformers.AutoModel.from_pretrained(folder, **options)
+    except DreamMixInputError:  # ours, already saying what is wrong (it is a ValueError too)
+        raise
     except (OSError, ValueError, KeyError) as error:
         raise DreamMixInputError(f"Could not load the {name} model from '{source}': {error}") from error
     if kind == "clip" and not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):

@@ -24,8 +24,8 @@ def _single(tensor: torch.Tensor, name: str, what: str, ndim: int) -> torch.Tens
         raise DreamMixInputError(f"{name} should be a ComfyUI {what.upper()}, got shape {tuple(tensor.shape)}.")
     if tensor.shape[0] != 1:
         raise DreamMixInputError(
-            f"{name} holds a batch of {tensor.shape[0]} {what}s: each input takes one photo. Connect the photos to "
-            "image_1, image_2, … one by one (split a batch with 'Image From Batch')."
+            f"{name} holds a batch of {tensor.shape[0]} {what}s: each input takes one. Connect them to {what}_1, "
+            f"{what}_2, … one by one (split a batch with 'Image From Batch')."
         )
     return tensor
 

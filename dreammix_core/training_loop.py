@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -28,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .errors import DreamMixInputError
-from .training_data import MixSampler, step_generator
+from .training_data import Copy, MixSampler, step_generator
 from .training_loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, weighted_eps_loss
 
 CHECKPOINT_SUFFIX = ".state"
@@ -83,6 +83,43 @@ def fingerprint(settings: LoopSettings, **extra: object) -> str:
     """
     payload = {k: v for k, v in asdict(settings).items() if k != "checkpoint_every"} | extra
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def tensor_digest(*groups: Iterable[torch.Tensor]) -> str:
+    """A hash of tensors' shapes and values, for `fingerprint`'s training data and for caching encodes by content."""
+    digest = hashlib.sha256()
+    for group in groups:
+        for tensor in group:
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def run_fingerprint(
+    settings: LoopSettings,
+    copies: Sequence[Copy],
+    prompts: Sequence[str],
+    side: int,
+    *,
+    rank: int,
+    alpha: float,
+    targets: str,
+    copy_counts: tuple[int, int],
+    regular_probability: float,
+) -> str:
+    """The identity of a subject-LoRA run, whichever host trains it: the loop settings, the LoRA, the training
+    copies' content and the prompts (`fingerprint` of all of them)."""
+    return fingerprint(
+        settings,
+        rank=rank,
+        alpha=alpha,
+        targets=targets,
+        side=side,
+        copies=copy_counts,
+        regular_probability=regular_probability,
+        prompts=list(prompts),
+        data=tensor_digest([c.image for c in copies], [c.mask for c in copies]),
+    )
 
 
 def checkpoint_path(folder: str, step: int) -> str:
@@ -253,6 +290,11 @@ def gradient_checkpointing(modules: Iterable[torch.nn.Module], enabled: bool = T
     finally:
         for module in patched:
             del module.forward
+
+
+def transformer_blocks(unet: torch.nn.Module) -> list[torch.nn.Module]:
+    """The UNet's transformer blocks, what `gradient_checkpointing` recomputes (ComfyUI and diffusers alike)."""
+    return [module for module in unet.modules() if type(module).__name__ == "BasicTransformerBlock"]
 
 
 def moving_average(values: list[float], smooth: int = 20) -> list[float]:

@@ -77,10 +77,6 @@ class ComfyBackend:
         scheduler: str,
         local_positive: list | None = None,
     ) -> None:
-        if sampler_name not in comfy.samplers.SAMPLER_NAMES:
-            raise DreamMixInputError(f"Unknown sampler '{sampler_name}'.")
-        if scheduler not in comfy.samplers.SCHEDULER_NAMES:
-            raise DreamMixInputError(f"Unknown scheduler '{scheduler}'.")
         self.model, self.vae = model, vae
         self.positive, self.negative = positive, negative
         self.local_positive = local_positive

@@ -25,7 +25,7 @@ from ..dreammix_core.pipeline import (
 )
 from ..dreammix_core.region import RELEASED_CONTEXT_FACTOR, CropRegion, validate_image_and_mask
 from ..dreammix_core.schedule import RELEASED_CODE_LAMBDA, switch_step
-from .comfy_backend import ComfyBackend, native_resolution
+from .comfy_backend import ComfyBackend, native_resolution, spatial_factor
 from .convert import to_host_dtype
 
 CATEGORY = "DreamMix/inpaint"
@@ -329,7 +329,8 @@ class DreamMixLocalReplace(io.ComfyNode):
         if local_latent.get(SWITCH_KEY, 1) > 0:
             local = vae.decode(local_latent["samples"])
             composite = replace_local(image, binary, region, local.reshape((-1,) + tuple(local.shape[-3:])), feather)
-        factor = vae.spacial_compression_encode()
+        factor = spatial_factor(vae)
+        check_alignment(factor)
         pixels, padded_mask = pad_for_latent(composite, binary, factor)
         latent = {"samples": vae.encode(pixels), "noise_mask": padded_mask.unsqueeze(1)}
         return io.NodeOutput(latent, to_host_dtype(composite))

@@ -16,7 +16,6 @@ it, and the returned MODEL is an ordinary patched clone. The loop itself is `dre
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -33,10 +32,17 @@ import torch
 from comfy.weight_adapter.lora import LoraDiff
 from comfy_api.latest import io
 from PIL import Image
-from safetensors import SafetensorError
 
 from ..dreammix_core.attributes import check_regular_prompts
 from ..dreammix_core.errors import DreamMixInputError
+from ..dreammix_core.lora_file import (
+    CHECKPOINTS_SUFFIX,
+    TARGETS,
+    TrainingRecord,
+    checkpoint_folder,
+    refuse_existing,
+    save_lora,
+)
 from ..dreammix_core.paths import confined_path
 from ..dreammix_core.training_data import (
     REGULAR_COPIES,
@@ -48,7 +54,15 @@ from ..dreammix_core.training_data import (
     expand,
     masked_image,
 )
-from ..dreammix_core.training_loop import Example, LoopSettings, fingerprint, loss_curve_image, train
+from ..dreammix_core.training_loop import (
+    Example,
+    LoopSettings,
+    loss_curve_image,
+    run_fingerprint,
+    tensor_digest,
+    train,
+    transformer_blocks,
+)
 from ..dreammix_core.training_loop import gradient_checkpointing as recompute_in_backward
 from ..dreammix_core.training_loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, latent_mask
 from .comfy_backend import native_resolution
@@ -56,10 +70,6 @@ from .list_inputs import first_value, flat_list
 
 CATEGORY = "DreamMix/training"
 LOG = logging.getLogger("DreamMix")
-TARGETS = {
-    "attention k, v, out (DreamMix)": re.compile(r"\.attn\d+\.(to_k|to_v|to_out\.0)$"),
-    "attention q, k, v, out": re.compile(r"\.attn\d+\.(to_q|to_k|to_v|to_out\.0)$"),
-}
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PROMPT_FILE = "prompt.txt"
 MASK_SUFFIX = "_mask.png"
@@ -295,8 +305,8 @@ class DreamMixRegularData(io.ComfyNode):
         return io.NodeOutput(root, torch.stack(images), torch.stack(masks))
 
 
-def lora_key_names(model, modules: list[str]) -> dict[str, str]:
-    """Module name → kohya-style LoRA key, `lora_unet_<diffusers name>` where ComfyUI knows the diffusers name.
+def diffusers_names(model, modules: list[str]) -> dict[str, str]:
+    """ComfyUI module name → its diffusers name where ComfyUI knows one, else the ComfyUI name without its prefix.
 
     LoraLoader maps both `lora_unet_<diffusers name>` and `lora_unet_<ComfyUI name>` (comfy.lora.model_lora_keys_unet);
     the diffusers naming is the common kohya format other tools read too.
@@ -311,19 +321,8 @@ def lora_key_names(model, modules: list[str]) -> dict[str, str]:
     names = {}
     for module in modules:
         comfy_key = module.removeprefix("diffusion_model.") + ".weight"
-        name = to_diffusers.get(comfy_key, comfy_key)
-        names[module] = "lora_unet_" + name.removesuffix(".weight").replace(".", "_")
+        names[module] = to_diffusers.get(comfy_key, comfy_key).removesuffix(".weight")
     return names
-
-
-def lora_state_dict(adapters: dict[str, LoraDiff], keys: dict[str, str], alpha: float) -> dict[str, torch.Tensor]:
-    sd = {}
-    for module, adapter in adapters.items():
-        key = keys[module]
-        sd[f"{key}.lora_up.weight"] = adapter.lora_up.weight.detach().float().cpu().contiguous()
-        sd[f"{key}.lora_down.weight"] = adapter.lora_down.weight.detach().float().cpu().contiguous()
-        sd[f"{key}.alpha"] = torch.tensor(float(alpha))
-    return sd
 
 
 def freeze_base_weights(model: torch.nn.Module) -> None:
@@ -343,15 +342,6 @@ def freeze_base_weights(model: torch.nn.Module) -> None:
     for name, buffer in list(model.named_buffers()):
         if buffer.is_inference():
             comfy.utils.set_attr(model, name, buffer.clone())
-
-
-def _hash_tensors(*groups) -> str:
-    digest = hashlib.sha256()
-    for group in groups:
-        for tensor in group:
-            digest.update(str(tuple(tensor.shape)).encode())
-            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 class DreamMixTrainSubjectLoRA(io.ComfyNode):
@@ -532,8 +522,11 @@ def _lora_path(lora_name: str) -> tuple[str, str]:
     path = confined_path(root, name + ".safetensors", "lora_name")
     if not name or any(char in name for char in _UNWRITABLE):
         raise DreamMixInputError(f"'{lora_name}' is not a usable LoRA name: use letters, digits, - and _.")
-    if len(os.path.basename(name) + ".checkpoints") > _NAME_MAX:
-        raise DreamMixInputError(f"lora_name is too long ({len(name)} characters): keep it under 200.")
+    longest = _NAME_MAX - len(CHECKPOINTS_SUFFIX)  # the checkpoint folder's name must fit too
+    if len(os.path.basename(name)) > longest:
+        raise DreamMixInputError(
+            f"lora_name is too long ({len(os.path.basename(name))} characters): keep it to {longest} or fewer."
+        )
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
     except OSError as error:
@@ -575,12 +568,8 @@ def _train(
     training_dtype: str,
 ) -> io.NodeOutput:
     file_name, lora_path = _lora_path(lora_name)
-    if os.path.exists(lora_path):
-        raise DreamMixInputError(
-            f"The LoRA {file_name} already exists in {os.path.dirname(lora_path)}: choose another lora_name "
-            "(existing LoRAs are never overwritten), or delete the file to train it again."
-        )
-    checkpoint_folder = lora_path.removesuffix(".safetensors") + ".checkpoints"
+    refuse_existing(lora_path)
+    checkpoints = checkpoint_folder(lora_path)
     if clip is None:
         raise DreamMixInputError("No CLIP is connected: the prompts need the model's text encoder.")
     if len(images) != len(masks):
@@ -621,17 +610,10 @@ def _train(
         outside_weight=outside_weight,
         checkpoint_every=checkpoint_every,
     )
-    run_id = fingerprint(
-        settings,
-        rank=rank,
-        alpha=alpha,
-        targets=target_modules,
-        side=side,
-        copies=(subject_copies, regular_copies),
-        regular_probability=regular_probability,
-        prompts=prompts,
-        data=_hash_tensors([c.image for c in copies], [c.mask for c in copies]),
-    )
+    run_id = run_fingerprint(
+        settings, copies, prompts, side, rank=rank, alpha=alpha, targets=target_modules,
+        copy_counts=(subject_copies, regular_copies), regular_probability=regular_probability,
+    )  # fmt: skip
 
     # Everything that does not change during training is computed once, before the UNet is loaded.
     base = model.model
@@ -642,7 +624,7 @@ def _train(
     def encode(pixels: torch.Tensor) -> torch.Tensor:
         """(1, C, h, w) latent of (3, R, R) pixels, encoded once per distinct content: every copy of a photo
         already at the training size (regular images, square photos) is the same crop."""
-        key = _hash_tensors([pixels])
+        key = tensor_digest([pixels])
         if key not in encoded_pixels:
             encoded_pixels[key] = vae.encode(pixels.movedim(0, -1)[None]).float().cpu()
         return encoded_pixels[key]
@@ -678,7 +660,7 @@ def _train(
     sampler = MixSampler(subject_count, len(copies) - subject_count, regular_probability)
 
     trainer = model.clone()
-    pattern = TARGETS[target_modules]
+    pattern = re.compile(TARGETS[target_modules])
     generator = torch.Generator().manual_seed(seed)
     adapters: dict[str, LoraDiff] = {}
     params: dict[str, torch.nn.Parameter] = {}
@@ -725,7 +707,7 @@ def _train(
         return (x_t - denoised.float()) / sigma.view(-1, 1, 1, 1)
 
     progress = comfy.utils.ProgressBar(steps)
-    blocks = [m for m in trainer.model.diffusion_model.modules() if type(m).__name__ == "BasicTransformerBlock"]
+    blocks = transformer_blocks(trainer.model.diffusion_model)
     comfy.model_management.unload_all_models()
     try:
         with torch.inference_mode(False), torch.enable_grad():
@@ -739,7 +721,7 @@ def _train(
                     predict_eps,
                     settings,
                     run_id=run_id,
-                    checkpoint_folder=checkpoint_folder,
+                    checkpoint_folder=checkpoints,
                     check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
                     on_step=lambda step, total, loss: progress.update_absolute(step, total),
                 )
@@ -748,36 +730,10 @@ def _train(
     for adapter in adapters.values():
         adapter.requires_grad_(False)
 
-    state = lora_state_dict(adapters, lora_key_names(trainer, list(adapters)), alpha)
-    metadata = {
-        "dreammix": json.dumps(
-            {
-                "instance_prompt": instance_prompt,
-                "steps": result.step,
-                "rank": rank,
-                "alpha": alpha,
-                "seed": seed,
-                "resolution": side,
-                "targets": target_modules,
-                "inpainting": inpainting,
-            }
-        ),
-        "ss_network_dim": str(rank),
-        "ss_network_alpha": str(alpha),
-    }
-    os.makedirs(os.path.dirname(lora_path), exist_ok=True)
-    if os.path.exists(lora_path):  # appeared while training
-        raise DreamMixInputError(
-            f"{file_name} appeared while training; the trained weights stay in {checkpoint_folder}."
-        )
-    try:
-        comfy.utils.save_torch_file(state, lora_path, metadata=metadata)
-    except (OSError, SafetensorError) as error:  # safetensors reports a failed write as its own error
-        raise DreamMixInputError(
-            f"Training finished but {lora_path} could not be written ({error}). The trained weights are kept in "
-            f"{checkpoint_folder}: fix the cause (disk space, permissions) and queue the same graph again; it "
-            "resumes from there and only saves."
-        ) from None
+    names = diffusers_names(trainer, list(adapters))
+    pairs = {names[module]: (adapter.lora_up.weight, adapter.lora_down.weight) for module, adapter in adapters.items()}
+    record = TrainingRecord(instance_prompt, result.step, rank, alpha, seed, side, target_modules, inpainting)
+    save_lora(lora_path, pairs, record)
     LOG.info("DreamMix: saved %s (%d steps, last loss %.4f)", lora_path, result.step, result.losses[-1])
     curve = np.asarray(loss_curve_image(result.losses), dtype=np.float32) / 255
     return io.NodeOutput(trainer, file_name, torch.from_numpy(curve)[None])

@@ -8,11 +8,44 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import sys
+import tempfile
 
 ATTRIBUTES = ["light blue", "polka-dotted", "nylon"]
 TEMPLATE = "a photo of a sks {attributes}"
 PROMPT = "a photo of a (red:1.2) sks backpack on the grass, " + "highly detailed, " * 30
+
+
+def refusal(call) -> str:
+    """The message a node call stops with, as '<exception type>: <message>'."""
+    try:
+        call()
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return "accepted"
+
+
+class FluxTextEncoders:
+    """Stand-in for the CLIP DualCLIPLoader gives for Flux: CLIP-L and T5-XXL token streams and a 4096-wide
+    embedding (T5-XXL's). It tokenizes with the real CLIP-L and encodes to zeros; TAS refuses it before using them."""
+
+    def __init__(self, clip) -> None:
+        self.clip = clip
+
+    def tokenize(self, text: str, return_word_ids: bool = False) -> dict:
+        tokens = self.clip.tokenize(text, return_word_ids=return_word_ids)["l"]
+        return {"l": tokens, "t5xxl": tokens}
+
+    def encode_from_tokens(self, tokens: dict, return_pooled: bool = False):
+        import torch
+
+        return torch.zeros(1, 77, 4096), torch.zeros(1, 768)
+
+    def encode_from_tokens_scheduled(self, tokens: dict) -> list:
+        embedding, pooled = self.encode_from_tokens(tokens)
+        return [[embedding, {"pooled_output": pooled}]]
 
 
 def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
@@ -83,7 +116,34 @@ def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
     except Exception as error:  # the message the node shows for an attribute text over one chunk
         long_attributes = f"{type(error).__name__}: {error}"
 
+    # Refusals: no CLIP (a checkpoint without text encoder), text encoders of another family, a VLM folder listed by
+    # the node but removed before the run (the race a queued prompt can meet), an image of no IMAGE shape.
+    import folder_paths
+
+    refine = nodes.NODE_CLASS_MAPPINGS["DreamMixAttributeRefine"]
+    vlm_root = tempfile.mkdtemp()
+    folder_paths.add_model_folder_path(module.VLM_FOLDER, vlm_root)
+    os.makedirs(os.path.join(vlm_root, "removed_vlm"))
+    with open(os.path.join(vlm_root, "removed_vlm", "config.json"), "w") as handle:
+        handle.write("{}")
+    removed_vlm_was_listed = "removed_vlm" in module.vlm_choices()
+    shutil.rmtree(vlm_root)
+    options = {"class_word": ["teapot"], "vlm_hub_id": [""], "max_new_tokens": [8]}
+    photo = torch.rand(1, 64, 64, 3)
+    refusals = {
+        "no_clip": refusal(lambda: tas.execute(None, PROMPT, "blue", TEMPLATE, 1.0)),
+        "flux_text_encoders": refusal(lambda: tas.execute(FluxTextEncoders(clip), PROMPT, "blue", TEMPLATE, 1.0)),
+        "vlm_folder_removed": refusal(
+            lambda: refine.execute([photo], typed_attributes=[""], vlm=["removed_vlm"], **options)
+        ),
+        "image_of_no_image_shape": refusal(
+            lambda: refine.execute([torch.rand(8)], typed_attributes=["blue"], vlm=[module.NO_VLM], **options)
+        ),
+    }
+
     return {
+        "refusals": refusals,
+        "removed_vlm_was_listed": removed_vlm_was_listed,
         "long_attributes": long_attributes,
         "encoders": sorted(directions),
         "direction_rows": {key: int(value.shape[0]) for key, value in directions.items()},

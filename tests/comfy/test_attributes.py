@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ComfyInstall
 from probe import run_probe
-from server import ExecutionFailed
+from server import ComfyServer, ExecutionFailed
+from test_workflows import node_refusal
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "core"))
+from tiny_vlm import tiny_llava, tiny_processor  # noqa: E402
 
 PROBE = Path(__file__).with_name("tas_probe.py")
 
@@ -31,6 +37,16 @@ def check_probe(report: dict, encoders: list[str]) -> None:
     assert all(rows == 6 for rows in report["direction_rows"].values())  # light+blue, polka+-+dotted, nylon
     assert report["long_attributes"].startswith("DreamMixInputError: The attribute text")
     assert "more than the text encoder's one chunk (75 tokens)" in report["long_attributes"]
+    assert report["refusals"] == {
+        "no_clip": "DreamMixInputError: No CLIP is connected: a checkpoint without a text encoder cannot be used "
+        "for TAS.",
+        "flux_text_encoders": "DreamMixInputError: TAS supports CLIP text encoders of the SD1.5, SD2 and SDXL "
+        "families; this CLIP has encoders ['l', 't5xxl'] with embedding width 4096.",
+        "vlm_folder_removed": "DreamMixInputError: The VLM folder 'removed_vlm' is no longer in models/vlm: refresh "
+        "the node.",
+        "image_of_no_image_shape": "DreamMixInputError: Unexpected image shape (8,).",
+    }
+    assert report["removed_vlm_was_listed"]
 
 
 def test_tas_on_sd15_clip(comfy_install, checkpoints, tmp_path) -> None:
@@ -71,6 +87,51 @@ def test_typed_attributes_need_no_model(comfy_server) -> None:
 def test_no_attributes_and_no_model_is_a_clear_error(comfy_server) -> None:
     with pytest.raises(ExecutionFailed, match="Type the subject's attributes"):
         comfy_server.run(attribute_graph(" , "))
+
+
+def tas_graph(original_attributes: str) -> dict:
+    return {
+        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_sd15.safetensors"}},
+        "tas": {
+            "class_type": "DreamMixTAS",
+            "inputs": {
+                "clip": ["ckpt", 1],
+                "prompt": "a photo of a red sks teapot",
+                "original_attributes": original_attributes,
+                "attribute_template": "a photo of a sks {attributes}",
+                "strength": 1.0,
+            },
+        },
+        "show": {"class_type": "PreviewAny", "inputs": {"source": ["tas", 0]}},
+    }
+
+
+def test_tas_without_original_attributes_is_a_clear_error(comfy_server: ComfyServer) -> None:
+    assert node_refusal(comfy_server, tas_graph(" , "), "DreamMixTAS") == (
+        "Type at least one original attribute, e.g. 'blue' or 'clay, glossy'."
+    )
+
+
+@pytest.fixture(scope="module")
+def silent_vlm(comfy_server: ComfyServer) -> str:
+    """The tiny random VLM with its output layer zeroed, in the server's models/vlm: every answer is padding, which
+    decodes to nothing."""
+    processor = tiny_processor()
+    model = tiny_llava(processor.tokenizer)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+    folder = comfy_server.layout.base_dir / "models" / "vlm" / "silent_vlm"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder.name
+
+
+def test_a_vlm_that_names_no_attribute_is_a_clear_error(comfy_server: ComfyServer, silent_vlm: str) -> None:
+    graph = attribute_graph(" , ")
+    graph["2"]["inputs"]["vlm"] = silent_vlm
+    assert node_refusal(comfy_server, graph, "DreamMixAttributeRefine") == (
+        "The VLM named no attributes: type them instead, or try another VLM."
+    )
 
 
 def test_vlm_folder_outside_comfyui_is_refused(comfy_server) -> None:

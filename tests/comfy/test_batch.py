@@ -106,6 +106,7 @@ def test_two_cases_end_to_end(comfy_server: ComfyServer, tiny_metrics, reference
         print(f"\n--- results table of the batch command (tiny_sd15, tiny random CLIP/DINO) ---\n{result.stdout}")
 
 
+@pytest.mark.newest_only  # the runner's spreading and resuming: its own code, the same on every ComfyUI
 def test_four_cases_spread_over_two_servers(
     comfy_server: ComfyServer, comfy_install, checkpoints, tiny_metrics, references, tmp_path, capsys
 ) -> None:
@@ -128,6 +129,7 @@ def test_four_cases_spread_over_two_servers(
         print(f"\n--- four cases over two servers in {elapsed:.0f} s ---\n" + "\n".join(lines))
 
 
+@pytest.mark.newest_only
 def test_resumes_after_a_limit_and_after_a_kill(
     comfy_server: ComfyServer, tiny_metrics, references, tmp_path, capsys
 ) -> None:

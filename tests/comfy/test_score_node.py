@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from server import ExecutionFailed
+from test_workflows import node_refusal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "core"))
 from tiny_metric_models import CLIPImageProcessorPil, save_tiny_metric_models  # noqa: E402
@@ -87,3 +88,41 @@ def test_score_node_reads_no_folder_outside_comfyui(comfy_server, tmp_path) -> N
     clip, dino = save_tiny_metric_models(tmp_path)
     with pytest.raises(ExecutionFailed, match=f"clip_model '{clip}' is outside"):
         comfy_server.run(score_graph(str(clip), str(dino), 0, 0))
+
+
+def with_three_masks(graph: dict) -> dict:
+    """Two result images and a batch of three masks (the red channel of three empty images)."""
+    graph["1"]["inputs"]["batch_size"] = 2
+    graph["6"] = {"class_type": "EmptyImage", "inputs": {"width": 96, "height": 64, "batch_size": 3, "color": 0}}
+    graph["7"] = {"class_type": "ImageToMask", "inputs": {"image": ["6", 0], "channel": "red"}}
+    graph["4"]["inputs"]["mask"] = ["7", 0]
+    return graph
+
+
+def with_48x48_mask(graph: dict) -> dict:
+    graph["3"]["inputs"] |= {"width": 48, "height": 48}
+    return graph
+
+
+def without(name: str):
+    def change(graph: dict) -> dict:
+        graph["4"]["inputs"][name] = "  "
+        return graph
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (with_three_masks, "2 images but 3 masks: give one mask, or one per image."),
+        (with_48x48_mask, "The mask is 48x48 but the image is 96x64: give the mask the image was inpainted with."),
+        (without("clip_model"), "Give clip_model as a local folder or a Hugging Face id."),
+        (without("dino_model"), "Give dino_model as a local folder or a Hugging Face id."),
+    ],
+    ids=["three-masks-for-two-images", "mask-of-another-size", "no-clip-model", "no-dino-model"],
+)
+def test_score_node_refuses_before_loading_a_model(comfy_server, change, message) -> None:
+    """Masks that do not fit the images, or a model left empty: refused before any model loads (none is there)."""
+    graph = change(score_graph("metrics/none/clip", "metrics/none/dino", 0, 0))
+    assert node_refusal(comfy_server, graph, "DreamMixScore") == message

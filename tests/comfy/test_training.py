@@ -3,7 +3,8 @@
 The probe (training_probe.py, run under COMFYUI_PYTHON) trains at 64 px for a few steps on CPU and
 reports: the loss curve of an over-fitting run, the round trip through ComfyUI's LoraLoaderModelOnly,
 a cancelled-then-resumed run against an uninterrupted one, the regular-data node's reuse, inpainting-
-mode training on the 9-channel checkpoint, gradient checkpointing and bf16/fp16 autocast, and every
+mode training on the 9-channel checkpoint, gradient checkpointing and bf16/fp16 autocast, how a LoRA
+trained without ComfyUI (dreammix_core.diffusers_training, in this process) loads, and every
 "lora key not loaded" / "NOT LOADED" warning. The SDXL probe trains and round-trips the tiny SDXL model.
 """
 
@@ -12,17 +13,63 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from probe import run_probe
 
 PROBE = Path(__file__).with_name("training_probe.py")
 
 
+# What each module of the core-trained LoRA must patch in tiny_sd15, mapped by hand: the one transformer sits in the
+# first down block (diffusers down_blocks.0.attentions.0 is ComfyUI's input_blocks.1.1).
+CORE_TARGETS = {
+    f"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_{attention}_{name}": (
+        f"diffusion_model.input_blocks.1.1.transformer_blocks.0.{attention}.{projection}.weight"
+    )
+    for attention in ("attn1", "attn2")
+    for name, projection in (("to_k", "to_k"), ("to_v", "to_v"), ("to_out_0", "to_out.0"))
+}
+
+
+def write_core_trained_lora(loras: Path) -> None:
+    """Train with dreammix_core.diffusers_training, no ComfyUI: a diffusers UNet with tiny_sd15's attention layout
+    (320 channels, 768-wide context, a transformer in the first down block only) and stand-in VAE and prompts."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+    from dreammix_core.diffusers_training import LoraRecipe, train_subject_lora
+    from dreammix_core.training_loop import LoopSettings
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8, block_out_channels=(320, 640), layers_per_block=1, mid_block_type=None,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        cross_attention_dim=768, attention_head_dim=8,
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        block_out_channels=(8,) * 4, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=8,
+    )  # fmt: skip
+    tokens = torch.randn(1, 77, 768)
+    pipe = SimpleNamespace(
+        unet=unet, vae=vae, scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
+        encode_prompt=lambda *args, **kwargs: (tokens, None),
+    )  # fmt: skip
+    image, mask = torch.rand(64, 64, 3), torch.zeros(64, 64)
+    mask[16:48, 16:48] = 1
+    settings = LoopSettings(steps=2, grad_accumulation=1, learning_rate=1e-2, checkpoint_every=0)
+    recipe = LoraRecipe(resolution=64, subject_copies=1)
+    train_subject_lora(pipe, [image], [mask], "a photo of a sks box", str(loras / "core.safetensors"), settings, recipe)
+    (loras / "core.json").write_text(json.dumps(CORE_TARGETS))
+
+
 def probe(comfy_install, checkpoints, tmp_path_factory, family: str) -> dict:
     root = tmp_path_factory.mktemp(f"training-{family}")
     work = root / "work"
-    work.mkdir()
+    (work / "loras").mkdir(parents=True)
+    if family == "sd15":
+        write_core_trained_lora(work / "loras")
     args = [str(checkpoints.directory), str(work), family]
     data = run_probe(comfy_install, PROBE, "TRAINING_PROBE", args, root, timeout=1800)
     print("TRAINING", family, json.dumps(data))
@@ -84,12 +131,36 @@ def test_regular_data_is_reused(report) -> None:
     assert report["adm_lora"] == "adm.safetensors"
 
 
+def test_refusals_before_any_generation_or_step(report) -> None:
+    """No text encoder for Regular Data or the trainer, a mask of no MASK shape, an SD3 model: each refused with its
+    message, and no file written for any."""
+    assert report["refusals"] == {
+        "regular_data_without_clip": "DreamMixInputError: No CLIP is connected: regular images need the base model's "
+        "text encoder.",
+        "training_without_clip": "DreamMixInputError: No CLIP is connected: the prompts need the model's text encoder.",
+        "mask_of_no_mask_shape": "DreamMixInputError: Unexpected mask shape (8,).",
+        "sd3_model": "DreamMixInputError: This model has no attention projections this trainer can adapt "
+        "(SD1.5/SD2/SDXL UNets).",
+    }
+    assert report["refusals_left_no_file"]
+
+
 def test_inpainting_model_trains(report) -> None:
     assert report["inpaint_lora"] == "inpaint.safetensors"
 
 
 def test_no_key_not_loaded_warnings(report) -> None:
     assert report["key_warnings"] == []
+
+
+def test_a_lora_trained_without_comfyui_loads_into_what_it_trained(report) -> None:
+    """The diffusers-trained file: LoraLoaderModelOnly patches exactly the hand-mapped weights, warns of no key, and
+    gives W + alpha/rank·up@down (applied by hand to the base weights)."""
+    print("core LoRA: change", report["core_change"], "loaded vs by hand", report["core_vs_by_hand"])
+    assert report["core_key_warnings"] == []
+    assert report["core_patched"] == sorted(CORE_TARGETS.values())
+    assert report["core_change"] > 1e-3
+    assert report["core_vs_by_hand"] < 1e-3 * report["core_change"]
 
 
 def test_gradient_checkpointing_recomputes_and_keeps_the_result(report) -> None:

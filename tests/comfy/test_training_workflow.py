@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import ComfyInstall
+from PIL import Image
 from server import ComfyServer
 from test_workflows import (
     PACK_MODULE,
@@ -34,6 +35,7 @@ from test_workflows import (
     id_of,
     load_api,
     load_ui,
+    node_refusal,
     saved_image,
     scene,
     subject_mask,
@@ -277,11 +279,8 @@ def load(name: str) -> dict[str, Any]:
 
 
 def refusal(server: ComfyServer, graph: dict[str, Any]) -> str:
-    """The message Subject Photos stops the run with: a DreamMixInputError, which ComfyUI shows as it is."""
-    error = failure(server, graph)
-    assert error.node_type == "DreamMixSubjectPhotos"
-    assert error.exception_type.endswith("DreamMixInputError"), "a crash, not a message"
-    return error.exception_message
+    """The message Subject Photos stops the run with."""
+    return node_refusal(server, graph, "DreamMixSubjectPhotos")
 
 
 def test_photo_list_keeps_each_photo_at_its_size(comfy_server: ComfyServer) -> None:
@@ -298,18 +297,22 @@ def test_photo_list_keeps_each_photo_at_its_size(comfy_server: ComfyServer) -> N
     assert [image.shape[:2] for image in batch] == [PHOTO_SIZES[0][::-1]] * 3
 
 
-def test_trainer_receives_each_photo_at_its_size(comfy_server: ComfyServer) -> None:
-    """Images from one Subject Photos node, masks from another with the photos rotated: the trainer's own size
-    check names the first photo's and the second photo's sizes, so it got both lists unresized."""
-    names = upload_photos(comfy_server, "photos-trainer")
+def photos_node(order: tuple[int, ...]) -> dict[str, Any]:
+    """DreamMix Subject Photos taking image and mask of `load<n>` for each n in `order`, inverted."""
+    wires = {
+        f"{kind}_{n}": [f"load{src}", slot]
+        for n, src in enumerate(order, 1)
+        for kind, slot in (("image", 0), ("mask", 1))
+    }
+    return {"class_type": "DreamMixSubjectPhotos", "inputs": {**wires, "invert_masks": True}}
+
+
+def trainer_graph(server: ComfyServer, tag: str, **train_inputs: Any) -> dict[str, Any]:
+    """Three uploaded photos (`load1`…`load3`) → Subject Photos (`photos`) → the shipped trainer on tiny_sd15, shrunk,
+    without regular data; `train_inputs` replace its inputs."""
+    names = upload_photos(server, tag)
     graph = {f"load{n}": load(name) for n, name in enumerate(names, start=1)}
-    for node, order in (("photos", (1, 2, 3)), ("rotated", (2, 3, 1))):
-        wires = {
-            f"{kind}_{n}": [f"load{src}", slot]
-            for n, src in enumerate(order, 1)
-            for kind, slot in (("image", 0), ("mask", 1))
-        }
-        graph[node] = {"class_type": "DreamMixSubjectPhotos", "inputs": {**wires, "invert_masks": True}}
+    graph["photos"] = photos_node((1, 2, 3))
     graph["ckpt"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_sd15.safetensors"}}
     shipped = api_without_meta(NAME)
     train = shipped[id_of(shipped, "DreamMixTrainSubjectLoRA")]["inputs"] | SHRUNK["DreamMixTrainSubjectLoRA"]
@@ -318,13 +321,21 @@ def test_trainer_receives_each_photo_at_its_size(comfy_server: ComfyServer) -> N
         "clip": ["ckpt", 1],
         "vae": ["ckpt", 2],
         "subject_images": ["photos", 0],
-        "subject_masks": ["rotated", 1],
+        "subject_masks": ["photos", 1],
         "instance_prompt": "a photo of a sks backpack",
         "regular_dataset": "",
-        "lora_name": "photos-trainer",
+        "lora_name": tag,
     }
-    graph["train"] = {"class_type": "DreamMixTrainSubjectLoRA", "inputs": train}
+    graph["train"] = {"class_type": "DreamMixTrainSubjectLoRA", "inputs": train | train_inputs}
     graph["curve"] = {"class_type": "PreviewImage", "inputs": {"images": ["train", 2]}}
+    return graph
+
+
+def test_trainer_receives_each_photo_at_its_size(comfy_server: ComfyServer) -> None:
+    """Images from one Subject Photos node, masks from another with the photos rotated: the trainer's own size
+    check names the first photo's and the second photo's sizes, so it got both lists unresized."""
+    graph = trainer_graph(comfy_server, "photos-trainer", subject_masks=["rotated", 1])
+    graph["rotated"] = photos_node((2, 3, 1))
     error = failure(comfy_server, graph)
     assert error.node_type == "DreamMixTrainSubjectLoRA" and error.exception_type.endswith("DreamMixInputError")
     (image_w, image_h), (mask_w, mask_h) = PHOTO_SIZES[:2]
@@ -386,16 +397,13 @@ def test_image_batch_is_a_clear_error(comfy_server: ComfyServer) -> None:
     graph = photos_graph({"image_1": ["repeat", 0], "mask_1": ["load1", 1]}) | {"load1": load(name)}
     graph["repeat"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["load1", 0], "amount": 2}}
     message = refusal(comfy_server, graph)
-    assert message.startswith("image_1 holds a batch of 2 images: each input takes one photo")
+    assert message == (
+        "image_1 holds a batch of 2 images: each input takes one. Connect them to image_1, image_2, … one by one "
+        "(split a batch with 'Image From Batch')."
+    )
 
 
 # --- names that would reach outside ComfyUI's folders, and a LoRA that cannot be saved ---------
-
-
-def node_refusal(server: ComfyServer, graph: dict[str, Any], node_type: str) -> str:
-    error = failure(server, graph)
-    assert error.node_type == node_type and error.exception_type.endswith("DreamMixInputError"), str(error)
-    return error.exception_message
 
 
 @pytest.mark.parametrize(
@@ -421,12 +429,21 @@ def test_regular_data_folder_naming_a_file_is_refused(comfy_server: ComfyServer)
     assert "is a file, not a folder" in node_refusal(comfy_server, graph, "DreamMixRegularData")
 
 
-def test_regular_prompts_with_the_identifier_are_refused(comfy_server: ComfyServer) -> None:
+@pytest.mark.parametrize(
+    ("prompts", "message"),
+    [
+        (
+            "a photo of a backpack\na photo of a sks backpack",
+            "Regular prompts describe the class, never the subject: remove 'sks' from 'a photo of a sks backpack'",
+        ),
+        ("\n  \n", "Type at least one regular prompt (one per line)."),
+    ],
+    ids=["with-the-identifier", "blank-lines"],
+)
+def test_unusable_regular_prompts_are_refused(comfy_server: ComfyServer, prompts: str, message: str) -> None:
     graph = training_graph(comfy_server, "paths-sks")
-    graph[id_of(graph, "DreamMixRegularData")]["inputs"]["regular_prompts"] = (
-        "a photo of a backpack\na photo of a sks backpack"
-    )
-    assert "remove 'sks' from 'a photo of a sks backpack'" in node_refusal(comfy_server, graph, "DreamMixRegularData")
+    graph[id_of(graph, "DreamMixRegularData")]["inputs"]["regular_prompts"] = prompts
+    assert node_refusal(comfy_server, graph, "DreamMixRegularData") == message
 
 
 @pytest.mark.parametrize(
@@ -435,7 +452,7 @@ def test_regular_prompts_with_the_identifier_are_refused(comfy_server: ComfyServ
         ("bad\0name", "NUL character"),
         ("../../escape", "is outside"),
         ("what?", "not a usable LoRA name"),
-        ("x" * 250, "is too long"),
+        ("x" * 244, "lora_name is too long (244 characters): keep it to 243 or fewer."),
     ],
 )
 def test_unwritable_lora_names_are_refused_before_training(comfy_server: ComfyServer, name: str, message: str) -> None:
@@ -444,6 +461,57 @@ def test_unwritable_lora_names_are_refused_before_training(comfy_server: ComfySe
     before = sorted(comfy_server.layout.loras_dir.rglob("*"))
     assert message in node_refusal(comfy_server, graph, "DreamMixTrainSubjectLoRA")
     assert sorted(comfy_server.layout.loras_dir.rglob("*")) == before  # refused before any step or file
+
+
+def test_a_lora_folder_taken_by_a_file_is_refused(comfy_server: ComfyServer) -> None:
+    """lora_name 'blocker/sub' needs a folder 'blocker' in the loras folder, where a file of that name is."""
+    blocker = comfy_server.layout.loras_dir / "blocker"
+    blocker.write_text("a file, not a folder")
+    graph = trainer_graph(comfy_server, "blocked", lora_name="blocker/sub")
+    assert node_refusal(comfy_server, graph, "DreamMixTrainSubjectLoRA") == (
+        f"The LoRA cannot be written to {blocker}: [Errno 17] File exists: '{blocker}'"
+    )
+    assert blocker.read_text() == "a file, not a folder"
+
+
+def write_regular_data(folder: Path, count: int) -> None:
+    """A regular dataset as DreamMix Regular Data writes it: a sub-folder per prompt with prompt.txt and `count`
+    image and mask pairs 0000.png, 0000_mask.png, …"""
+    sub = folder / "a_photo_of_a_backpack"
+    sub.mkdir(parents=True, exist_ok=True)
+    (sub / "prompt.txt").write_text("a photo of a backpack")
+    for i in range(count):
+        Image.fromarray(scene(64, 64)).save(sub / f"{i:04d}.png")
+        Image.fromarray(np.where(photo_subject(64, 64), 255, 0).astype(np.uint8)).save(sub / f"{i:04d}_mask.png")
+
+
+@pytest.mark.parametrize(
+    ("train_inputs", "message"),
+    [
+        ({"subject_masks": ["two", 1]}, "3 subject photos but 2 masks: give one mask per photo."),
+        (
+            {"regular_dataset": "no_regular"},
+            "The regular dataset folder {output}/no_regular does not exist: run DreamMix Regular Data.",
+        ),
+        (
+            {"regular_dataset": "empty_regular"},
+            "{output}/empty_regular holds no regular images with masks: run DreamMix Regular Data.",
+        ),
+        ({"regular_dataset": "three_regular", "regular_masks": ["two", 1]}, "2 regular masks for 3 regular images."),
+    ],
+    ids=["masks-of-two-photos", "no-regular-folder", "empty-regular-folder", "regular-masks-of-two-photos"],
+)
+def test_trainer_refuses_data_that_does_not_fit(
+    comfy_server: ComfyServer, train_inputs: dict[str, Any], message: str
+) -> None:
+    """`two` is a second Subject Photos node of photos 1 and 2; `empty_regular` holds nothing, `three_regular` holds
+    three regular images with masks."""
+    output = comfy_server.layout.output_dir
+    (output / "empty_regular").mkdir(exist_ok=True)
+    write_regular_data(output / "three_regular", 3)
+    graph = trainer_graph(comfy_server, "refused-data", **train_inputs)
+    graph["two"] = photos_node((1, 2))
+    assert node_refusal(comfy_server, graph, "DreamMixTrainSubjectLoRA") == message.format(output=output)
 
 
 def chattr(flag: str, path: Path) -> None:
@@ -485,3 +553,20 @@ def test_a_damaged_regular_image_is_skipped_and_named(comfy_server: ComfyServer,
     comfy_server.run(graph)
     assert lora_path(comfy_server, "damaged-regular").is_file()
     assert f"skipping unreadable regular image {damaged}" in comfy_server.log_text()
+
+
+def test_regular_data_with_every_image_unreadable_is_refused(comfy_server: ComfyServer, trained: TrainingRun) -> None:
+    """A copy of the first run's dataset with every image truncated (the masks intact): nothing is left to generate,
+    nothing loads, and Regular Data says what to do."""
+    graph = copy.deepcopy(trained.graph)
+    regular = graph[id_of(graph, "DreamMixRegularData")]["inputs"]
+    folder = comfy_server.layout.output_dir / "unreadable_regular"
+    shutil.copytree(comfy_server.layout.output_dir / regular["dataset_folder"], folder)
+    images = [path for path in folder.glob("*/*.png") if not path.name.endswith("_mask.png")]
+    assert images
+    for image in images:
+        image.write_bytes(image.read_bytes()[:100])
+    regular["dataset_folder"] = "unreadable_regular"
+    assert node_refusal(comfy_server, graph, "DreamMixRegularData") == (
+        f"Every image in {folder} is unreadable: delete the damaged files to regenerate them."
+    )

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
+from safetensors.numpy import save_file
 from server import ComfyServer, ExecutionFailed
 from workflow_format import FRONTEND_ONLY, ObjectInfo, outputs_reached, ui_to_api, widget_problems, wiring_problems
 
@@ -333,6 +334,15 @@ def failure(server: ComfyServer, graph: dict[str, Any]) -> ExecutionFailed:
     return raised.value
 
 
+def node_refusal(server: ComfyServer, graph: dict[str, Any], node_type: str) -> str:
+    """The message `node_type` stops the run with: a DreamMixInputError, whose text ComfyUI shows as it is, followed by
+    a newline and its tips for the error (none for these)."""
+    error = failure(server, graph)
+    assert error.node_type == node_type and error.exception_type.endswith("DreamMixInputError"), str(error)
+    assert error.exception_message.endswith("\n"), repr(error.exception_message)
+    return error.exception_message.removesuffix("\n")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_opaque_alpha_reports_empty_mask(name: str, comfy_server: ComfyServer) -> None:
     rgb = scene(*SIZE)
@@ -359,6 +369,22 @@ def test_scene_without_alpha_names_the_mask(comfy_server: ComfyServer) -> None:
     image = comfy_server.upload_image(scene(*SIZE), "dreammix_rgb.png")
     error = failure(comfy_server, prepared_graph("dreammix_inpaint", "tiny_sd15", image, "no_alpha"))
     assert error.exception_message.startswith("The mask")
+
+
+def test_a_vae_without_a_pixel_ratio_is_refused(comfy_server: ComfyServer) -> None:
+    """Load VAE builds ComfyUI's MMAudio VAE from a file holding its vocoder's key (no other weight is read before
+    the refusal): 1411.2 audio samples per latent, no whole number of pixels. DreamMix Inpaint refuses it."""
+    folder = comfy_server.layout.base_dir / "models" / "vae"
+    folder.mkdir(parents=True, exist_ok=True)
+    vocoder_key = {"vocoder.activation_post.downsample.lowpass.filter": np.zeros((1, 1, 12), dtype=np.float32)}
+    save_file(vocoder_key, str(folder / "mmaudio.safetensors"))
+    image = comfy_server.upload_image(with_alpha(scene(*SIZE), subject_mask(*SIZE)), "dreammix_audio_vae.png")
+    graph = prepared_graph("dreammix_inpaint", "tiny_sd15", image, "audio_vae")
+    graph["audio_vae"] = {"class_type": "VAELoader", "inputs": {"vae_name": "mmaudio.safetensors"}}
+    graph[id_of(graph, "DreamMixInpaint")]["inputs"]["vae"] = ["audio_vae", 0]
+    assert node_refusal(comfy_server, graph, "DreamMixInpaint") == (
+        "This VAE is not an image VAE with a fixed pixel-per-latent ratio: DreamMix needs one."
+    )
 
 
 # --- SDXL (opt-in, last: the models are large and slow on CPU) --------------------------------
@@ -415,23 +441,104 @@ def test_local_crop_at_resolution_0_on_sdxl_is_1024(comfy_server: ComfyServer, s
     assert abs(crop.shape[0] * crop.shape[1] / 1024**2 - 1) < 0.2
 
 
-def test_local_replace_refuses_a_latent_batch(comfy_server: ComfyServer) -> None:
-    rgb, mask = scene(*SIZE), subject_mask(*SIZE)
-    image = comfy_server.upload_image(with_alpha(rgb, mask), "dreammix_batch_latent.png")
-    graph = crop_graph("tiny_sd15", image, with_model=True)
+@pytest.mark.parametrize(
+    ("scene_size", "latents", "message"),
+    [
+        (SIZE, 2, "The local latent is a batch of 2: connect the latent of one DreamMix LCG Sampler run (one image)."),
+        ((256, 192), 1, "The region was cropped from an image of another size: connect the same image."),
+    ],
+    ids=["latent-batch", "another-scene"],
+)
+def test_local_replace_refusals(
+    comfy_server: ComfyServer, scene_size: tuple[int, int], latents: int, message: str
+) -> None:
+    """Local Replace gets Local Crop's region of the SIZE scene, a scene (the same or another) and an empty latent."""
+    cropped = comfy_server.upload_image(with_alpha(scene(*SIZE), subject_mask(*SIZE)), "dreammix_batch_latent.png")
+    pasted = comfy_server.upload_image(
+        with_alpha(scene(*scene_size), subject_mask(*scene_size)), f"dreammix_replace_{scene_size[0]}.png"
+    )
+    graph = crop_graph("tiny_sd15", cropped, with_model=True)
     graph["crop"]["inputs"]["resolution"] = RESOLUTION
-    graph["latents"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 256, "height": 256, "batch_size": 2}}
+    graph["scene"] = {"class_type": "LoadImage", "inputs": {"image": pasted}}
+    graph["latents"] = {
+        "class_type": "EmptyLatentImage",
+        "inputs": {"width": 256, "height": 256, "batch_size": latents},
+    }
     graph["replace"] = {
         "class_type": "DreamMixLocalReplace",
         "inputs": {
             "vae": ["ckpt", 2],
             "local_latent": ["latents", 0],
             "region": ["crop", 2],
-            "image": ["load", 0],
-            "mask": ["load", 1],
+            "image": ["scene", 0],
+            "mask": ["scene", 1],
             "feather": FEATHER,
         },
     }
     graph["show"] = {"class_type": "PreviewImage", "inputs": {"images": ["replace", 1]}}
-    error = failure(comfy_server, graph)
-    assert error.node_type == "DreamMixLocalReplace" and "local latent is a batch of 2" in error.exception_message
+    assert node_refusal(comfy_server, graph, "DreamMixLocalReplace") == message
+
+
+def gch_graph(noise_mask: bool, composite_size: tuple[int, int]) -> dict[str, Any]:
+    """DreamMix GCH Sampler on tiny_sd15: an empty 256x256 latent, with a 256x256 noise mask or without, and an empty
+    composite image of `composite_size`."""
+    width, height = composite_size
+    encode = {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo", "clip": ["ckpt", 1]}}
+    graph = {
+        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_sd15.safetensors"}},
+        "positive": encode,
+        "negative": copy.deepcopy(encode),
+        "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 256, "height": 256, "batch_size": 1}},
+        "composite": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": width, "height": height, "batch_size": 1, "color": 0},
+        },
+        "gch": {
+            "class_type": "DreamMixGlobalSampler",
+            "inputs": {
+                "model": ["ckpt", 0],
+                "positive": ["positive", 0],
+                "negative": ["negative", 0],
+                "vae": ["ckpt", 2],
+                "latent": ["latent", 0],
+                "composite": ["composite", 0],
+                "seed": 0,
+                "steps": STEPS,
+                "cfg": 4.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "switch": 0.5,
+            },
+        },
+        "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["gch", 0], "vae": ["ckpt", 2]}},
+        "show": {"class_type": "PreviewImage", "inputs": {"images": ["decode", 0]}},
+    }
+    if noise_mask:
+        graph["mask"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 256, "height": 256}}
+        graph["masked"] = {
+            "class_type": "SetLatentNoiseMask",
+            "inputs": {"samples": ["latent", 0], "mask": ["mask", 0]},
+        }
+        graph["gch"]["inputs"]["latent"] = ["masked", 0]
+    return graph
+
+
+@pytest.mark.parametrize(
+    ("noise_mask", "composite_size", "message"),
+    [
+        (False, (256, 256), "The latent has no noise mask: connect DreamMix Local Replace's latent."),
+        (
+            True,
+            SIZE,
+            "The composite image and the latent's mask differ in size: connect both outputs of the same "
+            "DreamMix Local Replace.",
+        ),
+    ],
+    ids=["latent-without-mask", "composite-of-another-size"],
+)
+def test_gch_sampler_refusals(
+    comfy_server: ComfyServer, noise_mask: bool, composite_size: tuple[int, int], message: str
+) -> None:
+    """An empty latent with no noise mask, or a 256x256 masked one with a SIZE composite: refused before sampling."""
+    graph = gch_graph(noise_mask, composite_size)
+    assert node_refusal(comfy_server, graph, "DreamMixGlobalSampler") == message

@@ -115,21 +115,20 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     def key_warnings() -> list[str]:
         return [line for line in capture.lines if "lora key not loaded" in line or "NOT LOADED" in line]
 
-    def round_trip(trained, lora_file: str, prompt: str) -> dict:
-        """The saved LoRA through ComfyUI's LoraLoaderModelOnly against the trained MODEL and the base."""
-        loaded = nodes.LoraLoaderModelOnly().load_lora_model_only(model, lora_file, 1.0)[0]
+    def output(patcher, prompt: str) -> torch.Tensor:
+        """The model's denoised prediction for a fixed noisy latent and the prompt, the patcher's patches applied."""
         x = torch.randn(1, 4, SIDE // 8, SIDE // 8, generator=torch.Generator().manual_seed(1))
         sigma = torch.tensor([3.0])
         context, pooled = clip.encode_from_tokens(clip.tokenize(prompt), return_pooled=True)
         conds = model.model.extra_conds(cross_attn=context, pooled_output=pooled, width=SIDE, height=SIDE)
-        conds = {key: value.cond for key, value in conds.items()}
+        comfy.model_management.load_models_gpu([patcher], force_full_load=True)
+        with torch.no_grad():
+            return patcher.model.apply_model(x, sigma, **{key: value.cond for key, value in conds.items()}).clone()
 
-        def output(patcher) -> torch.Tensor:
-            comfy.model_management.load_models_gpu([patcher], force_full_load=True)
-            with torch.no_grad():
-                return patcher.model.apply_model(x, sigma, **conds).clone()
-
-        out_trained, out_loaded, out_base = output(trained), output(loaded), output(model)
+    def round_trip(trained, lora_file: str, prompt: str) -> dict:
+        """The saved LoRA through ComfyUI's LoraLoaderModelOnly against the trained MODEL and the base."""
+        loaded = nodes.LoraLoaderModelOnly().load_lora_model_only(model, lora_file, 1.0)[0]
+        out_trained, out_loaded, out_base = output(trained, prompt), output(loaded, prompt), output(model, prompt)
         keys = sorted(comfy.utils.load_torch_file(os.path.join(loras, lora_file)))
         return {
             "roundtrip_max_diff": float((out_trained - out_loaded).abs().max()),
@@ -232,7 +231,56 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     report["regular_reused_equal"] = bool(torch.equal(preview, preview2[[0, 1, 3, 4]]))
     report["regular_seconds"] = [first, second]
     _, adm_lora, _ = run_train(model, clip, vae, lora_name="adm", steps=3, regular_dataset=folder)
+    before_refusals = os.listdir(loras)
     report["adm_lora"] = adm_lora
+
+    # 6b. refused before any image is generated or any step trained: no text encoder (a checkpoint without one), a
+    #     mask of no MASK shape, and a model without UNet attention projections (ComfyUI's SD3 MMDiT, tiny)
+    def refusal(call) -> str:
+        try:
+            with torch.inference_mode():  # as ComfyUI's executor runs nodes
+                call()
+        except Exception as error:  # DreamMixInputError, imported under the pack's module name
+            return f"{type(error).__name__}: {error}"
+        return "accepted"
+
+    def tiny_sd3():
+        """What UNETLoader gives for an SD3 checkpoint (attention named attn.qkv, attn.proj), one block of width 64
+        with unset weights, taking SD1.5's 768-wide text and pooled vector."""
+        import comfy.model_patcher
+        import comfy.supported_models
+
+        config = comfy.supported_models.SD3(
+            {
+                "in_channels": 16,
+                "pos_embed_scaling_factor": None,
+                "depth": 1,
+                "patch_size": 2,
+                "pos_embed_max_size": 8,
+                "num_patches": 64,
+                "adm_in_channels": 768,
+                "context_embedder_config": {
+                    "target": "torch.nn.Linear",
+                    "params": {"in_features": 768, "out_features": 64},
+                },
+            }
+        )
+        config.set_inference_dtype(torch.float32, None)
+        return comfy.model_patcher.ModelPatcher(
+            config.get_model({}),
+            load_device=comfy.model_management.get_torch_device(),
+            offload_device=comfy.model_management.unet_offload_device(),
+        )
+
+    report["refusals"] = {
+        "regular_data_without_clip": refusal(lambda: data_node.execute(model, None, vae, **args)),
+        "training_without_clip": refusal(lambda: run_train(model, None, vae, lora_name="no_clip")),
+        "mask_of_no_mask_shape": refusal(
+            lambda: train_node.execute([model], [clip], [vae], images, [torch.rand(8)], **recipe(lora_name="odd"))
+        ),
+        "sd3_model": refusal(lambda: run_train(tiny_sd3(), clip, vae, lora_name="sd3", subject_copies=1)),
+    }
+    report["refusals_left_no_file"] = sorted(os.listdir(loras)) == sorted(before_refusals)
 
     # 7. inpainting-mode training on the 9-channel model
     inpaint_model, inpaint_clip, inpaint_vae = load("tiny_sd15_inpaint.safetensors")
@@ -268,6 +316,27 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     # 10. LoraLoader (model + clip) too
     nodes.LoraLoader().load_lora(model, clip, lora_file, 1.0, 1.0)
     report["key_warnings"] = key_warnings()
+
+    # 11. a LoRA trained without ComfyUI (dreammix_core.diffusers_training, written by the test with core.json: the
+    #     ComfyUI weight each module must patch, mapped by hand): LoraLoaderModelOnly against W + alpha/rank·up@down
+    core_file = os.path.join(loras, "core.safetensors")
+    if os.path.exists(core_file):
+        with open(os.path.join(loras, "core.json")) as file:
+            targets = json.load(file)
+        loaded = nodes.LoraLoaderModelOnly().load_lora_model_only(model, "core.safetensors", 1.0)[0]
+        report["core_key_warnings"] = key_warnings()
+        report["core_patched"] = sorted(loaded.patches)
+        out_loaded, out_base = output(loaded, "a photo"), output(model, "a photo")
+        comfy.model_management.load_models_gpu([model], force_full_load=True)  # unpatched: the base weights
+        lora = comfy.utils.load_torch_file(core_file)
+        with torch.inference_mode():  # in place on the base weights, whatever kind of tensor they are now
+            for module, weight in targets.items():
+                up, down = lora[f"{module}.lora_up.weight"], lora[f"{module}.lora_down.weight"]
+                base_weight = comfy.utils.get_attr(model.model, weight)
+                base_weight += float(lora[f"{module}.alpha"]) / down.shape[0] * (up @ down).to(base_weight.dtype)
+        by_hand = output(model, "a photo")
+        report["core_change"] = float((out_loaded - out_base).abs().max())
+        report["core_vs_by_hand"] = float((out_loaded - by_hand).abs().max())
     return report
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fake_comfy import FakeComfy
 from PIL import Image
 from tiny_metric_models import CLIPImageProcessorPil, ViTImageProcessorPil, save_tiny_metric_models
 
@@ -66,10 +68,19 @@ def test_clip_t_text_replaces_the_identifier_by_the_class_word():
 
 
 @pytest.mark.parametrize(
-    ("prompt", "word", "says"), [("  ", "dog", "prompt is empty"), ("a sks dog", "", "class word")]
+    ("prompt", "word", "says"),
+    [
+        ("  ", "dog", "The prompt is empty: CLIP-T needs the prompt the image was generated from."),
+        (
+            "a sks dog",
+            "",
+            "The prompt 'a sks dog' contains the identifier 'sks': give the class word ('dog', 'backpack') that "
+            "replaces it for CLIP-T.",
+        ),
+    ],
 )
 def test_clip_t_text_refuses(prompt, word, says):
-    with pytest.raises(DreamMixInputError, match=says):
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(says) + "$"):
         clip_t_text(prompt, word)
 
 
@@ -88,9 +99,11 @@ def test_identity_crop_is_the_mask_bounding_box():
 
 
 def test_identity_crop_refuses_empty_and_mismatched_masks():
-    with pytest.raises(DreamMixInputError, match="mask is empty"):
+    empty = "The mask is empty (no value of 0.5 or more): the identity metrics need the subject's region."
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(empty) + "$"):
         subject_box(np.zeros((8, 8)))
-    with pytest.raises(DreamMixInputError, match="mask is 8x6 but the image is 80x60"):
+    mismatched = "The mask is 8x6 but the image is 80x60: give the mask the image was inpainted with."
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(mismatched) + "$"):
         subject_crop(noise(80, 60, 0), np.ones((6, 8)))
 
 
@@ -108,13 +121,31 @@ def test_models_load_once_from_folders(folders, models):
 
 
 def test_loading_never_waits_on_the_network(tmp_path, folders):
-    with pytest.raises(DreamMixInputError, match="not in the local Hugging Face cache"):
+    with pytest.raises(DreamMixInputError) as not_cached:
         metrics.load_metric_model("clip", "dreammix-tests/no-such-clip")
-    with pytest.raises(DreamMixInputError, match="DINO model folder .* does not exist"):
+    not_cached_says = (
+        "The CLIP model 'dreammix-tests/no-such-clip' is not in the local Hugging Face cache. Download it first "
+        "(e.g. `hf download dreammix-tests/no-such-clip`) or give the local folder that holds its files."
+    )
+    # the parenthesis holds huggingface_hub's own error, type and text
+    assert re.fullmatch(re.escape(not_cached_says) + r" \(.+\)", str(not_cached.value), re.DOTALL)
+    missing = (
+        f"The DINO model folder '{tmp_path / 'missing'}' does not exist. Give the folder that holds the model's "
+        "config.json, or a Hugging Face id such as 'facebook/dino-vits16'."
+    )
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(missing) + "$"):
         metrics.load_metric_model("dino", str(tmp_path / "missing"))
-    with pytest.raises(DreamMixInputError, match="no config.json"):
+    no_config = (
+        f"The CLIP model folder '{tmp_path}' has no model in it (no config.json). Put all files of the model there, "
+        "e.g. those of 'openai/clip-vit-large-patch14'."
+    )
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(no_config) + "$"):
         metrics.load_metric_model("clip", str(tmp_path))
-    with pytest.raises(DreamMixInputError, match="not a CLIP model"):
+    not_clip = (
+        f"'{folders[1]}' is a vit model, not a CLIP model with image and text towers "
+        "(e.g. 'openai/clip-vit-large-patch14')."
+    )
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(not_clip) + "$"):
         metrics.load_metric_model("clip", str(folders[1]))
 
 
@@ -253,14 +284,18 @@ def test_malformed_case_folders_name_the_file(tmp_path):
     write_case(cases, "empty_prompt", prompt="  \n")
     with pytest.raises(DreamMixInputError) as caught:
         batch.load_cases(cases)
-    message = str(caught.value)
-    assert f"{cases / 'no_mask' / 'mask.png'}: missing" in message
-    assert f"{cases / 'wrong_size' / 'mask.png'}: is 48x64 but scene.png is 64x48" in message
-    assert f"{cases / 'empty_prompt' / 'prompt.txt'}: is empty" in message
-    assert "good" not in message
+    empty_prompt = f"{cases / 'empty_prompt' / 'prompt.txt'}: is empty; write the prompt for this case in it"
+    no_mask = f"{cases / 'no_mask' / 'mask.png'}: missing"
+    wrong_size = (
+        f"{cases / 'wrong_size' / 'mask.png'}: is 48x64 but scene.png is 64x48; the mask must have the scene's size"
+    )
+    # one line per problem, in the folders' order; the good case is not named
+    assert str(caught.value) == f"Malformed case folders:\n  {empty_prompt}\n  {no_mask}\n  {wrong_size}"
     (write_case(cases, "scene_folder") / "scene.png").unlink()
     (cases / "scene_folder" / "scene.png").mkdir()
-    with pytest.raises(DreamMixInputError, match="scene.png: is a folder, not an image"):
+    scene_folder = f"{cases / 'scene_folder' / 'scene.png'}: is a folder, not an image"
+    expected = f"Malformed case folders:\n  {empty_prompt}\n  {no_mask}\n  {scene_folder}\n  {wrong_size}"
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
         batch.load_cases(cases)
 
 
@@ -385,86 +420,6 @@ def test_results_table_without_models_has_empty_columns_and_a_note(tmp_path):
     assert "CLIP-T and CLIP-I: not computed" in markdown and "DINO: not computed" in markdown
 
 
-class FakeComfy:
-    """A stand-in ComfyUI server (the endpoints the batch uses), answering each prompt with a grey image."""
-
-    def __init__(self, fail: bool = False) -> None:
-        import http.server
-        import threading
-
-        self.fail = fail
-        self.prompts: list[dict] = []
-        self.uploads: list[str] = []
-        fake = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def reply(self, body: bytes, kind: str = "application/json") -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                if self.path.startswith("/object_info/"):
-                    name = self.path.rsplit("/", 1)[1]
-                    self.reply(json.dumps({name: {"input": {"required": {}}}}).encode())
-                elif self.path.startswith("/history/"):
-                    prompt_id = self.path.rsplit("/", 1)[1]
-                    if fake.fail:
-                        status = {
-                            "status_str": "error",
-                            "messages": [
-                                [
-                                    "execution_error",
-                                    {
-                                        "node_id": "5",
-                                        "node_type": "DreamMixInpaint",
-                                        "exception_type": "DreamMixInputError",
-                                        "exception_message": "The mask is empty",
-                                    },
-                                ]
-                            ],
-                        }  # noqa: E501
-                        entry = {"status": status, "outputs": {}}
-                    else:
-                        save = batch.find_roles(fake.prompts[int(prompt_id)]).save
-                        entry = {
-                            "status": {"status_str": "success"},
-                            "outputs": {save: {"images": [{"filename": "x.png"}]}},
-                        }  # noqa: E501
-                    self.reply(json.dumps({prompt_id: entry}).encode())
-                elif self.path.startswith("/view"):
-                    png = __import__("io").BytesIO()
-                    Image.new("RGB", (64, 48), (128, 128, 128)).save(png, format="PNG")
-                    self.reply(png.getvalue(), "image/png")
-                else:
-                    self.send_error(404)
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.path == "/upload/image":
-                    name = body.split(b'filename="')[1].split(b'"')[0].decode()
-                    fake.uploads.append(name)
-                    self.reply(json.dumps({"name": name, "subfolder": "", "type": "input"}).encode())
-                elif self.path == "/prompt":
-                    fake.prompts.append(json.loads(body)["prompt"])
-                    self.reply(json.dumps({"prompt_id": str(len(fake.prompts) - 1)}).encode())
-                else:
-                    self.send_error(404)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def fake_servers():
     servers = [FakeComfy(), FakeComfy()]
@@ -516,3 +471,27 @@ def test_an_unreachable_server_is_named(tmp_path, capsys):
         == 1
     )
     assert f"No ComfyUI server answers at {UNREACHABLE}" in capsys.readouterr().err
+
+
+def test_score_line_shows_each_metric_in_its_place() -> None:
+    assert metrics.Scores(0.1234, None, 0.5).line() == "CLIP-T 0.123 | CLIP-I — | DINO 0.500"
+    assert metrics.Scores(None, 0.25, None).line() == "CLIP-T — | CLIP-I 0.250 | DINO —"
+
+
+def test_texts_of_different_lengths_embed_as_they_do_alone(models) -> None:
+    clip, _ = models
+    texts = ["a dog", "a photo of a red dog on the grass"]
+    together = metrics.text_embeddings(clip, texts)
+    alone = torch.cat([metrics.text_embeddings(clip, [text]) for text in texts])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_the_model_cache_keeps_the_four_last_used_and_keys_by_dtype(folders, monkeypatch) -> None:
+    monkeypatch.setattr(metrics, "_CACHE", {})
+    clip = str(folders[0])
+    dtypes = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+    loaded = [metrics.cached_metric_model("clip", clip, dtype=dtype) for dtype in dtypes]
+    assert [model.model.dtype for model in loaded] == list(dtypes)
+    assert metrics.cached_metric_model("clip", clip, dtype=torch.float64) is loaded[1]  # reused, now the latest
+    dino = metrics.cached_metric_model("dino", str(folders[1]))
+    assert list(metrics._CACHE.values()) == [loaded[2], loaded[3], loaded[1], dino]  # the least recent one went

@@ -1,6 +1,7 @@
 """Names typed in widgets stay inside the folder they are meant for."""
 
 import os
+import re
 
 import pytest
 
@@ -16,19 +17,24 @@ def test_relative_names_and_subfolders_resolve_inside(tmp_path) -> None:
     assert confined_path(root, inside, "folder") == os.path.join(root, "x", "y")
 
 
+OUTSIDE = "dataset_folder '{name}' is outside {root}: give a name relative to it (no '..', no other folder)."
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("/etc", "is outside"),
-        ("../outside", "is outside"),
-        ("a/../../outside", "is outside"),
-        ("bad\0name", "NUL character"),
-        ("   ", "is empty"),
+        ("/etc", OUTSIDE),
+        ("../outside", OUTSIDE),
+        ("a/../../outside", OUTSIDE),
+        ("bad\0name", "dataset_folder contains a NUL character: type a plain name."),
+        ("   ", "dataset_folder is empty: type a name."),
     ],
 )
 def test_names_that_leave_the_root_are_refused(tmp_path, name: str, message: str) -> None:
-    with pytest.raises(DreamMixInputError, match=message):
-        confined_path(str(tmp_path / "output"), name, "dataset_folder")
+    root = str(tmp_path / "output")
+    expected = message.format(name=name, root=root)  # the name as typed, the root as given
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
+        confined_path(root, name, "dataset_folder")
 
 
 def test_a_linked_sub_folder_stays_usable(tmp_path) -> None:

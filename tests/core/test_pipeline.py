@@ -1,5 +1,6 @@
 """The LCG → GCH orchestration: stage plan with a recording backend, end to end on tiny diffusers models."""
 
+import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -107,23 +108,36 @@ def test_whole_image_mask_is_allowed() -> None:
 
 def test_misaligned_latent_is_refused() -> None:
     image, mask = scene()
-    with pytest.raises(DreamMixInputError, match="pixels per cell"):
+    expected = (
+        "This model's latent has 48 pixels per cell, which does not divide the crop size multiple 64: DreamMix "
+        "supports models with 1, 2, 4, 8, 16, 32 or 64."
+    )
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
         dreammix_inpaint(RecordingBackend(spatial_factor=48), image, mask)
 
 
-@pytest.mark.parametrize("lam", [-0.5, 1.5])
-def test_switch_out_of_range_is_refused(lam: float) -> None:
+@pytest.mark.parametrize(
+    ("lam", "expected"),
+    [
+        (-0.5, "switch λ must be between 0 (LCG only) and 1 (GCH only), got -0.5."),
+        (1.5, "switch λ must be between 0 (LCG only) and 1 (GCH only), got 1.5."),
+    ],
+)
+def test_switch_out_of_range_is_refused(lam: float, expected: str) -> None:
     image, mask = scene()
-    with pytest.raises(DreamMixInputError, match="switch"):
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
         dreammix_inpaint(RecordingBackend(), image, mask, InpaintSettings(lam=lam))
 
 
 def test_alpha_channel_is_kept() -> None:
-    image = torch.rand(1, 64, 64, 4)
-    mask = torch.zeros(1, 64, 64)
-    mask[:, 20:40, 20:40] = 1
-    out = dreammix_inpaint(RecordingBackend(), image, mask, InpaintSettings(steps=4, resolution=64))
+    image = torch.rand(1, 160, 160, 4)
+    mask = torch.zeros(1, 160, 160)
+    mask[:, 70:90, 70:90] = 1
+    backend = RecordingBackend()
+    out = dreammix_inpaint(backend, image, mask, InpaintSettings(steps=4, resolution=64))
     assert out.shape == image.shape and torch.equal(out[..., 3], image[..., 3])
+    assert [stage.pixels.shape[-1] for stage in backend.stages] == [3, 3]  # the model sees RGB in both stages
+    assert torch.equal(out[:, :4, :, :3], image[:, :4, :, :3])  # beyond the feather: the original, bit for bit
 
 
 @dataclass
@@ -151,7 +165,11 @@ def test_composite_of_a_generated_batch_is_refused() -> None:
     from dreammix_core.pipeline import final_composite
 
     image, mask = scene()
-    with pytest.raises(DreamMixInputError, match="generated image is a batch of 2"):
+    expected = (
+        "The generated image is a batch of 2: DreamMix composites one image onto its original. Pick one with "
+        "'Image From Batch'."
+    )
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
         final_composite(image, torch.rand(2, *image.shape[1:]), mask)
 
 
@@ -217,13 +235,20 @@ def test_global_stage_pads_by_replicating_the_edges_and_leaves_the_padding_unmas
     assert torch.equal(padded[:, :178, :262], mask) and not padded[:, 178:].any() and not padded[:, :, 262:].any()
 
 
-@pytest.mark.parametrize(("extra_height", "extra_width"), [(64, 0), (0, 64), (-1, 0), (0, -1)])
-def test_composite_refuses_a_result_of_another_size(extra_height: int, extra_width: int) -> None:
+@pytest.mark.parametrize(
+    ("extra_height", "extra_width", "generated"),
+    [(64, 0, "128x192"), (0, 64, "192x128"), (-1, 0, "128x127"), (0, -1, "127x128")],
+)
+def test_composite_refuses_a_result_of_another_size(extra_height: int, extra_width: int, generated: str) -> None:
     from dreammix_core.pipeline import final_composite
 
     image, mask = scene(128, 128)
     result = torch.rand(1, 128 + extra_height, 128 + extra_width, 3)
-    with pytest.raises(DreamMixInputError, match="composite the image generated from this original"):
+    expected = (
+        f"The generated image is {generated} but the original is 128x128: composite the image generated from this "
+        "original."
+    )
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
         final_composite(image, result, mask)
 
 

@@ -1,6 +1,7 @@
 """Crop geometry of method.md §2 on many masks."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -119,20 +120,28 @@ def test_crop_uses_the_upscaler_for_small_crops() -> None:
     assert len(calls) == 1
 
 
+EMPTY_MASK = (
+    "The mask is empty: paint the area where the subject should go (values of 0.5 or more count as masked). "
+    "Load Image gives an empty mask when the image has no alpha channel: paint one in the mask editor or "
+    "use Load Image (as Mask)."
+)
+SPLIT = "each mask gets its own crop. Split the batch, e.g. with 'Image From Batch'."
+
+
 @pytest.mark.parametrize(
     "image_shape, mask_shape, message",
     [
-        ((1, 64, 64, 3), (1, 64, 64), "empty"),
-        ((1, 64, 64, 3), (1, 32, 64), "same size"),
-        ((2, 64, 64, 3), (1, 64, 64), "one image at a time"),
-        ((1, 64, 64, 3), (3, 64, 64), "one image at a time"),
+        ((1, 64, 64, 3), (1, 64, 64), EMPTY_MASK),
+        ((1, 64, 64, 3), (1, 32, 64), "The mask is 64x32 but the image is 64x64: they must be the same size."),
+        ((2, 64, 64, 3), (1, 64, 64), f"DreamMix inpaints one image at a time (image batch 2, mask batch 1): {SPLIT}"),
+        ((1, 64, 64, 3), (3, 64, 64), f"DreamMix inpaints one image at a time (image batch 1, mask batch 3): {SPLIT}"),
     ],
 )
 def test_bad_inputs_are_refused_clearly(image_shape, mask_shape, message) -> None:
     mask = torch.zeros(mask_shape)
-    if message != "empty":
+    if message != EMPTY_MASK:
         mask[..., :8, :8] = 1
-    with pytest.raises(DreamMixInputError, match=message):
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(message) + "$"):
         validate_image_and_mask(torch.rand(image_shape), mask)
 
 

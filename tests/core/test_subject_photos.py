@@ -1,5 +1,7 @@
 """Subject photos for training: pairs checked one by one, each photo kept at its own size."""
 
+import re
+
 import pytest
 import torch
 
@@ -41,55 +43,96 @@ def test_a_single_unbatched_photo_is_accepted() -> None:
     assert images[0].shape == (1, 30, 40, 3) and masks[0].shape == (1, 30, 40)
 
 
+def whole(message: str) -> str:
+    """A pattern matching exactly `message`."""
+    return "^" + re.escape(message) + "$"
+
+
 def test_image_without_mask() -> None:
-    with pytest.raises(DreamMixInputError, match="Photo 2 has an image but no mask: connect mask_2"):
+    expected = (
+        "Photo 2 has an image but no mask: connect mask_2 (Load Image's MASK output, or a segmentation node's mask)."
+    )
+    with pytest.raises(DreamMixInputError, match=whole(expected)):
         collect_photos([(photo(8, 8), alpha_mask(8, 8)), (photo(8, 8), None)], invert_masks=True)
 
 
 def test_mask_without_image() -> None:
-    with pytest.raises(DreamMixInputError, match="Photo 3 has a mask but no image: connect image_3"):
+    with pytest.raises(DreamMixInputError, match=whole("Photo 3 has a mask but no image: connect image_3.")):
         collect_photos([(photo(8, 8), alpha_mask(8, 8)), (None, None), (None, alpha_mask(8, 8))], invert_masks=True)
 
 
 def test_mask_of_another_size_names_the_photo_both_sizes_and_the_64x64_mask() -> None:
     with pytest.raises(DreamMixInputError) as raised:
         collect_photos([(photo(96, 80), alpha_mask(96, 80)), (photo(120, 90), torch.zeros(1, 64, 64))], True)
-    message = str(raised.value)
-    assert message.startswith("Photo 2: the mask is 64x64 but the image is 120x90")
-    assert "Load Image gives a 64x64 empty mask for a photo without alpha channel" in message
+    assert str(raised.value) == (
+        "Photo 2: the mask is 64x64 but the image is 120x90; each photo needs a mask of its own size. Load Image "
+        "gives a 64x64 empty mask for a photo without alpha channel: save the photo with the background "
+        "transparent, or take the mask from a segmentation node."
+    )
+
+
+EMPTY_WITHOUT_INVERSION = (
+    "Photo 1: the mask is empty (values of 0.5 or more mark the subject). With invert_masks off the mask must be 1 "
+    "on the subject, as segmentation nodes give it; for Load Image's alpha mask (1 where transparent) turn "
+    "invert_masks on."
+)
 
 
 @pytest.mark.parametrize(
-    ("invert", "mask", "hint"),
+    ("invert", "mask", "expected"),
     [
-        (True, torch.ones(1, 16, 16), "after inversion .* the subject must be opaque"),
-        (False, torch.zeros(1, 16, 16), "turn invert_masks on"),
-        (False, torch.full((1, 16, 16), 0.4), "values of 0.5 or more mark the subject"),
+        (
+            True,
+            torch.ones(1, 16, 16),
+            "Photo 1: the mask is empty after inversion (the photo is transparent everywhere). With invert_masks on, "
+            "the subject must be opaque and the background transparent.",
+        ),
+        (False, torch.zeros(1, 16, 16), EMPTY_WITHOUT_INVERSION),
+        (False, torch.full((1, 16, 16), 0.4), EMPTY_WITHOUT_INVERSION),
     ],
 )
-def test_empty_mask(invert: bool, mask: torch.Tensor, hint: str) -> None:
-    with pytest.raises(DreamMixInputError, match=f"Photo 1: the mask is empty.*{hint}"):
+def test_empty_mask(invert: bool, mask: torch.Tensor, expected: str) -> None:
+    with pytest.raises(DreamMixInputError, match=whole(expected)):
         collect_photos([(photo(16, 16), mask)], invert_masks=invert)
 
 
 def test_photo_without_transparency_is_not_taken_as_all_subject() -> None:
     """A 64x64 photo without alpha gets Load Image's 64x64 empty mask, which fits its size: inverted, it would
     mark the whole photo as the subject."""
-    with pytest.raises(DreamMixInputError, match="Photo 1 has no transparent pixel"):
+    expected = (
+        "Photo 1 has no transparent pixel, so with invert_masks on its mask would cover the whole photo (Load Image "
+        "gives an empty mask for a photo without alpha channel). Save the photo with the background transparent, or "
+        "connect a mask that is 1 on the subject and turn invert_masks off."
+    )
+    with pytest.raises(DreamMixInputError, match=whole(expected)):
         collect_photos([(photo(64, 64), torch.zeros(1, 64, 64))], invert_masks=True)
 
 
-@pytest.mark.parametrize("which", ["image", "mask"])
-def test_batches_are_refused(which: str) -> None:
+@pytest.mark.parametrize(
+    ("which", "expected"),
+    [
+        (
+            "image",
+            "image_1 holds a batch of 3 images: each input takes one. Connect them to image_1, image_2, … one by one "
+            "(split a batch with 'Image From Batch').",
+        ),
+        (
+            "mask",
+            "mask_1 holds a batch of 3 masks: each input takes one. Connect them to mask_1, mask_2, … one by one "
+            "(split a batch with 'Image From Batch').",
+        ),
+    ],
+)
+def test_batches_are_refused(which: str, expected: str) -> None:
     image, mask = photo(16, 16), alpha_mask(16, 16)
     if which == "image":
         image = image.repeat(3, 1, 1, 1)
     else:
         mask = mask.repeat(3, 1, 1)
-    with pytest.raises(DreamMixInputError, match=f"{which}_1 holds a batch of 3 {which}s: each input takes one photo"):
+    with pytest.raises(DreamMixInputError, match=whole(expected)):
         collect_photos([(image, mask)], invert_masks=True)
 
 
 def test_not_an_image() -> None:
-    with pytest.raises(DreamMixInputError, match=r"image_1 should be a ComfyUI IMAGE, got shape \(1, 16, 16, 2\)"):
+    with pytest.raises(DreamMixInputError, match=whole("image_1 should be a ComfyUI IMAGE, got shape (1, 16, 16, 2).")):
         collect_photos([(photo(16, 16, channels=2), alpha_mask(16, 16))], invert_masks=True)

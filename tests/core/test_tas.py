@@ -1,5 +1,7 @@
 """Textual Attribute Substitution math, independent of any text encoder."""
 
+import re
+
 import pytest
 import torch
 
@@ -22,7 +24,8 @@ def test_parse_attribute_list() -> None:
 
 def test_template_needs_its_placeholder() -> None:
     assert fill_template("a photo of a sks {attributes}", ["light blue", "clay"]) == "a photo of a sks light blue clay"
-    with pytest.raises(DreamMixInputError, match="attributes"):
+    expected = "The attribute template must contain '{attributes}', e.g. 'a photo of a sks {attributes}'."
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
         fill_template("a photo", ["clay"])
 
 
@@ -33,9 +36,20 @@ def test_positions_of_multi_token_and_repeated_words() -> None:
     assert attribute_positions(text, {"light blue": [2151, 1892], "clay": [2562]}) == [5, 6, 8]
 
 
-@pytest.mark.parametrize("tokens, message", [([], "tokenises to nothing"), ([7], "is not among the attribute text")])
+@pytest.mark.parametrize(
+    "tokens, message",
+    [
+        ([], "The attribute 'word' tokenises to nothing: type a word the text encoder knows."),
+        (
+            [7],
+            "The attribute 'word' is not among the attribute text's tokens: the text encoder splits it differently "
+            "next to its neighbours. Separate the attributes with commas and keep '{attributes}' surrounded by "
+            "spaces in the template.",
+        ),
+    ],
+)
 def test_missing_attributes_are_refused(tokens: list[int], message: str) -> None:
-    with pytest.raises(DreamMixInputError, match=message):
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(message) + "$"):
         attribute_positions([1, 2, 3], {"word": tokens})
 
 
@@ -86,7 +100,8 @@ def test_strength_zero_is_the_identity_and_strength_is_checked() -> None:
     directions = torch.randn(2, 6)
     content = torch.ones(5, dtype=torch.bool)
     assert torch.equal(decompose_tokens(embedding, content, [(0, 6, directions)], 0.0), embedding)
-    with pytest.raises(DreamMixInputError, match="strength"):
+    expected = "TAS strength must be between 0 and 1, got 1.5."
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
         decompose_tokens(embedding, content, [(0, 6, directions)], 1.5)
 
 
@@ -98,5 +113,6 @@ def test_orthonormal_basis_by_hand() -> None:
     assert torch.allclose(basis @ basis.T, torch.diag(torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)))
     single = orthonormal_basis(torch.tensor([[0.0, 0.0, 5.0]]))
     assert single.shape == (3, 1) and torch.allclose(single.abs().flatten(), torch.tensor([0.0, 0.0, 1.0]).double())
-    with pytest.raises(DreamMixInputError, match="attribute directions are all zero"):
+    expected = "The attribute directions are all zero: the attribute words carry no embedding."
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
         orthonormal_basis(torch.zeros(2, 3))

@@ -1,6 +1,7 @@
 """ADM training core (method.md §4): Bézier masks, the weighted loss, the data mix and the resumable loop."""
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.mask_augment import JITTER_RANGE, bezier_blob, part_boxes
+from dreammix_core.mask_augment import CURVE_T, JITTER_RANGE, bezier_blob, part_boxes, part_outline
 from dreammix_core.masks import mask_bbox
 from dreammix_core.training_data import MixSampler, Photo, expand, masked_image, resize_short_side, step_generator
 from dreammix_core.training_loop import (
@@ -124,7 +125,27 @@ def test_blob_area_follows_the_released_rule(case: str) -> None:
 
 
 def test_empty_mask_gives_whole_image() -> None:
-    assert bezier_blob(torch.zeros(32, 48), torch.Generator().manual_seed(0)).min() == 1
+    assert torch.equal(bezier_blob(torch.zeros(32, 48), torch.Generator().manual_seed(0)), torch.ones(32, 48))
+
+
+def test_part_outline_is_four_quadratic_curves_through_the_box_corners() -> None:
+    """Box x 10, y 10, 31 x 41 in a 50 x 60 image, r 0.5: the control points sit r x the box's extent outside the
+    middle of each side (int(0.5 * 41) = 20 above and below, int(0.5 * 31) = 15 left and right), clamped to the
+    image (top -10 -> 0, bottom 71 -> 60, left -5 -> 0, right 56 -> 50), at the side's middle (25 or 30, floored)."""
+    t = np.asarray(CURVE_T)[:, None]
+
+    def curve(start, control, end) -> np.ndarray:
+        return (1 - t) ** 2 * np.asarray(start) + 2 * (1 - t) * t * np.asarray(control) + t**2 * np.asarray(end)
+
+    expected = np.concatenate(
+        [
+            curve((10, 10), (25, 0), (41, 10)),
+            curve((41, 10), (50, 30), (41, 51)),
+            curve((41, 51), (25, 60), (10, 51)),
+            curve((10, 51), (0, 30), (10, 10)),
+        ]
+    )
+    np.testing.assert_array_equal(part_outline((10, 10, 31, 41), 0.5, 50, 60), expected)
 
 
 def test_loss_weights_are_2_25_inside_and_0_36_outside() -> None:
@@ -176,11 +197,17 @@ def test_expand_copies_shapes_and_determinism() -> None:
 
 def test_expand_refuses_empty_subject_mask_and_bad_resolution() -> None:
     image = torch.rand(64, 64, 3)
-    with pytest.raises(DreamMixInputError, match="empty"):
+    empty = (
+        "The mask of subject photo 1 is empty: the mask must be 1 on the subject (connect a segmentation mask, or "
+        "invert LoadImage's alpha mask)."
+    )
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(empty) + "$"):
         expand([Photo(image, torch.zeros(64, 64), 0)], [], 64, seed=0)
-    with pytest.raises(DreamMixInputError, match="multiple of 64"):
+    resolution = "The training resolution must be a multiple of 64 of at least 64, got 100."
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(resolution) + "$"):
         expand([Photo(image, torch.ones(64, 64), 0)], [], 100, seed=0)
-    with pytest.raises(DreamMixInputError, match="mask"):
+    mismatched = "subject photo 1: the mask is 64×32 but the image is 64×64; give each photo a mask of its own size."
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(mismatched) + "$"):
         expand([Photo(image, torch.ones(32, 64), 0)], [], 64, seed=0)
 
 
@@ -279,7 +306,11 @@ def resume_into(folder, run_id: str) -> None:
 
 def test_loop_refuses_other_runs_checkpoints(tmp_path) -> None:
     run_loop(tmp_path, 2, folder="c")
-    with pytest.raises(DreamMixInputError, match="different training run"):
+    expected = (
+        f"{tmp_path / 'c'} holds checkpoints of a different training run (other images, prompts or settings): use "
+        "another LoRA name, or delete that folder to start over."
+    )
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
         resume_into(tmp_path / "c", "other")
 
 
@@ -288,7 +319,11 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path) -> None:
     folder = tmp_path / "old"
     folder.mkdir()
     torch.save({"step": 2}, folder / "step_000002.state")
-    with pytest.raises(DreamMixInputError, match="not a training checkpoint this version can read"):
+    expected = (
+        f"{folder / 'step_000002.state'} is not a training checkpoint this version can read (an older version's, "
+        "or damaged): delete its folder to start the run over, or train under another LoRA name."
+    )
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
         resume_into(folder, "run")
 
 
@@ -336,12 +371,29 @@ def test_loss_curve_draws_the_steps_from_top_left_to_bottom_right() -> None:
 def test_background_difference_mask() -> None:
     from dreammix_core.training_data import background_difference_mask
 
-    image = torch.ones(64, 80, 3) * 0.9
-    image[20:40, 30:60] = torch.tensor([0.8, 0.1, 0.1])
-    mask = background_difference_mask(image)
-    assert mask[20:40, 30:60].min() == 1 and mask[:10].max() == 0 and mask[:, :20].max() == 0
-    flat = background_difference_mask(torch.ones(64, 64, 3) * 0.5)  # nothing found: centred ellipse
-    assert flat[32, 32] == 1 and flat[0, 0] == 0 and 0.15 < flat.mean() < 0.25
+    # 100x120: closing radius round(0.02 * 100) = 2. An object over 60 % of the image (the background is the frame's
+    # colour, not the image's), 0.16 from the background in every channel (RGB distance / √3 = 0.16 > 0.15), with a
+    # 4 px stripe of background the closing fills; a patch 0.10 away (< 0.15) is background.
+    image = torch.full((100, 120, 3), 0.5)
+    image[10:90, 10:110] += 0.16
+    image[10:90, 50:54] = 0.5
+    image[94:98, 2:6] = 0.6
+    expected = torch.zeros(100, 120)
+    expected[10:90, 10:110] = 1
+    assert torch.equal(background_difference_mask(image), expected)
+    # 40x50: radius 1 closes gaps up to 2 px, so a 3 px stripe stays background.
+    small = torch.full((40, 50, 3), 0.2)
+    small[8:32, 8:42] = 0.9
+    small[8:32, 20:23] = 0.2
+    expected = torch.zeros(40, 50)
+    expected[8:32, 8:20] = expected[8:32, 23:42] = 1
+    assert torch.equal(background_difference_mask(small), expected)
+    # nothing found on a flat image: the centred ellipse over half the height and width, at pixel centres (by hand
+    # for 8x12: rows 2 and 5 hold |x| <= 0.66 of the semi-axis, rows 3 and 4 hold |x| <= 0.97)
+    ellipse = torch.zeros(8, 12)
+    ellipse[2, 4:8] = ellipse[5, 4:8] = 1
+    ellipse[3, 3:9] = ellipse[4, 3:9] = 1
+    assert torch.equal(background_difference_mask(torch.full((8, 12, 3), 0.5)), ellipse)
 
 
 def test_loop_step_is_adamw_on_the_weighted_loss_averaged_over_micro_steps() -> None:

@@ -1,5 +1,6 @@
 """The VLM path (load, ask, describe) on a tiny random-weight LLaVA, and the answer parser on realistic answers."""
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -68,34 +69,54 @@ def test_describe_subject_ranks_words_by_how_many_images_mention_them(monkeypatc
     assert questions == [VLM_QUESTION.format(class_word="teapot")] * 3
 
 
+def whole(message: str) -> str:
+    """A pattern matching exactly `message`."""
+    return "^" + re.escape(message) + "$"
+
+
 def test_describe_subject_needs_images_and_a_class_word():
-    with pytest.raises(DreamMixInputError, match="at least one image"):
+    with pytest.raises(DreamMixInputError, match=whole("Give at least one image of the subject to describe.")):
         describe_subject(None, None, [], "teapot")
-    with pytest.raises(DreamMixInputError, match="class word"):
+    with pytest.raises(DreamMixInputError, match=whole("Type the subject's class word, e.g. 'backpack' or 'dog'.")):
         describe_subject(None, None, _images(), "  ")
 
 
 def test_load_vlm_missing_folder_says_so(tmp_path):
     missing = tmp_path / "no_such_vlm"
-    with pytest.raises(DreamMixInputError, match="does not exist") as error:
+    expected = (
+        f"The VLM folder '{missing}' does not exist. Give the folder that holds the model's config.json, or a "
+        "Hugging Face id such as 'llava-hf/llava-interleave-qwen-0.5b-hf'."
+    )
+    with pytest.raises(DreamMixInputError, match=whole(expected)):
         load_vlm(str(missing))
-    assert str(missing) in str(error.value)
 
 
 def test_load_vlm_empty_folder_has_no_model(tmp_path):
-    with pytest.raises(DreamMixInputError, match="no model"):
+    expected = (
+        f"The VLM folder '{tmp_path}' has no model in it (no config.json). Put all files of the model there, e.g. "
+        "those of 'llava-hf/llava-interleave-qwen-0.5b-hf'."
+    )
+    with pytest.raises(DreamMixInputError, match=whole(expected)):
         load_vlm(str(tmp_path))
 
 
 def test_load_vlm_uncached_hub_id_fails_fast_offline():
-    with pytest.raises(DreamMixInputError, match="not in the local Hugging Face cache"):
+    with pytest.raises(DreamMixInputError) as not_cached:
         load_vlm("dreammix-tests/no-such-vlm")
-    with pytest.raises(DreamMixInputError, match="local folder or a Hugging Face id"):
+    expected = (
+        "The VLM 'dreammix-tests/no-such-vlm' is not in the local Hugging Face cache. Download it first "
+        "(e.g. `hf download dreammix-tests/no-such-vlm`) or give the local folder that holds its files."
+    )
+    # the parenthesis holds huggingface_hub's own error, type and text
+    assert re.fullmatch(re.escape(expected) + r" \(.+\)", str(not_cached.value), re.DOTALL)
+    empty = "Give the VLM as a local folder or a Hugging Face id, e.g. 'llava-hf/llava-interleave-qwen-0.5b-hf'."
+    with pytest.raises(DreamMixInputError, match=whole(empty)):
         load_vlm("  ")
 
 
 def test_ask_vlm_needs_a_chat_template():
-    with pytest.raises(DreamMixInputError, match="chat template"):
+    expected = "The VLM's processor has no chat template; use a chat (instruction-tuned) VLM."
+    with pytest.raises(DreamMixInputError, match=whole(expected)):
         ask_vlm(None, SimpleNamespace(chat_template=None), _images()[0], "colour?")
 
 
@@ -176,5 +197,42 @@ def test_regular_prompts_never_carry_the_identifier() -> None:
         "a photo of a clay teapot",
         "a photo of a glossy teapot",
     ]
-    with pytest.raises(DreamMixInputError, match="remove 'sks' from 'a photo of a sks teapot'"):
+    expected = "Regular prompts describe the class, never the subject: remove 'sks' from 'a photo of a sks teapot'"
+    with pytest.raises(DreamMixInputError, match=whole(expected)):
         regular_prompts("teapot", ["clay", "sks"])
+
+
+def test_the_answer_is_the_greedy_continuation_of_the_chat_prompt(tiny):
+    """Decoded here token by token (argmax of the logits after the chat prompt with its generation prompt), while the
+    model's own generation config asks for sampling over beams: ask_vlm must decode greedily whatever that says."""
+    import torch
+
+    model, processor = tiny
+    image = _images()[1]
+    question = "list the colour of the teapot ."
+    saved = model.generation_config.to_dict()
+    model.generation_config.update(do_sample=True, num_beams=2, top_k=5, temperature=2.0)
+    try:
+        answer = ask_vlm(model, processor, image, question, max_new_tokens=6)
+    finally:
+        model.generation_config.update(**saved)
+    prompt = f"user : <image> {question} </s> assistant : "  # the tiny chat template, written out by hand
+    inputs = processor(images=[image], text=[prompt], return_tensors="pt")
+    ids = inputs["input_ids"]
+    with torch.inference_mode():
+        for _ in range(6):
+            logits = model(input_ids=ids, pixel_values=inputs["pixel_values"]).logits
+            next_id = logits[0, -1].argmax()
+            ids = torch.cat([ids, next_id.view(1, 1)], dim=1)
+            if next_id == processor.tokenizer.eos_token_id:
+                break
+    expected = processor.tokenizer.decode(ids[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+    assert answer == expected and expected
+
+
+def test_load_vlm_takes_the_dtype_asked_for(tmp_path):
+    folder = str(save_tiny_vlm(tmp_path))
+    import torch
+
+    assert load_vlm(folder)[0].dtype == torch.float32  # as saved
+    assert load_vlm(folder, dtype=torch.float64)[0].dtype == torch.float64

@@ -62,7 +62,7 @@ def tiny_backend(inpainting: bool = True, guidance_scale: float = 4.0) -> Diffus
     )
 
 
-def tiny_sd_pipeline():
+def tiny_sd_pipeline(in_channels: int = 4):
     """A StableDiffusionPipeline of tiny random parts: a 2-layer CLIP text encoder (width 32, 16 positions) on the
     word-level tokenizer of the metric tests, an SD1-style UNet (no size conditioning), the tiny VAE."""
     from diffusers import StableDiffusionPipeline
@@ -80,7 +80,7 @@ def tiny_sd_pipeline():
     text_encoder = CLIPTextModel(config).eval()
     torch.manual_seed(3)
     unet = UNet2DConditionModel(
-        sample_size=32, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        sample_size=32, in_channels=in_channels, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=(2, 4), cross_attention_dim=32, norm_num_groups=8,
     ).eval()  # fmt: skip

@@ -1,0 +1,98 @@
+"""Subject LoRA files as ComfyUI's LoRA loaders read them, whichever host trained them.
+
+The layout is kohya's: `lora_unet_<diffusers module name with "." as "_">` followed by `.lora_down.weight`
+(rank × in), `.lora_up.weight` (out × rank) and `.alpha`; the update of a weight W is
+alpha / rank · up @ down. ComfyUI maps these keys for every UNet it knows a diffusers layout of
+(`comfy.lora.model_lora_keys_unet`), and diffusers and kohya's tools read them too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import save_file
+
+from .errors import DreamMixInputError
+
+TARGETS = {
+    "attention k, v, out (DreamMix)": r"\.attn\d+\.(to_k|to_v|to_out\.0)$",
+    "attention q, k, v, out": r"\.attn\d+\.(to_q|to_k|to_v|to_out\.0)$",
+}
+"""Which linear layers get a LoRA, as a regular expression searched in the module name (ComfyUI and diffusers
+name a UNet's attention projections alike). method.md §4: key, value and output, not the query."""
+
+CHECKPOINTS_SUFFIX = ".checkpoints"
+"""A LoRA file's training checkpoints live in `<name>.checkpoints/` beside it."""
+
+
+def kohya_key(module: str) -> str:
+    """The key prefix of a UNet module's LoRA, from its diffusers name (`down_blocks.1.attentions.0...to_k`)."""
+    return "lora_unet_" + module.replace(".", "_")
+
+
+def lora_state_dict(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], alpha: float) -> dict[str, torch.Tensor]:
+    """{module name: (up, down)} → the file's tensors, fp32 on the CPU."""
+    state = {}
+    for module, (up, down) in pairs.items():
+        key = kohya_key(module)
+        state[f"{key}.lora_up.weight"] = up.detach().float().cpu().contiguous()
+        state[f"{key}.lora_down.weight"] = down.detach().float().cpu().contiguous()
+        state[f"{key}.alpha"] = torch.tensor(float(alpha))
+    return state
+
+
+def checkpoint_folder(lora_path: str) -> str:
+    return lora_path.removesuffix(".safetensors") + CHECKPOINTS_SUFFIX
+
+
+def refuse_existing(lora_path: str) -> None:
+    """A trained LoRA is never overwritten: refused before training starts, so no time is spent on it."""
+    if os.path.exists(lora_path):
+        raise DreamMixInputError(
+            f"The LoRA {os.path.basename(lora_path)} already exists in {os.path.dirname(lora_path)}: choose another "
+            "name (existing LoRAs are never overwritten), or delete the file to train it again."
+        )
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """What a LoRA file says of its training (JSON under the "dreammix" metadata key)."""
+
+    instance_prompt: str
+    steps: int
+    rank: int
+    alpha: float
+    seed: int
+    resolution: int
+    targets: str
+    inpainting: bool
+
+
+def save_lora(path: str, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], record: TrainingRecord) -> None:
+    """Write the LoRA with its training record and kohya's rank/alpha metadata.
+
+    Refuses a file that appeared while training; a failed write says where the trained weights are kept
+    (the last checkpoint, from which the same run resumes and only saves).
+    """
+    if os.path.exists(path):
+        raise DreamMixInputError(
+            f"{os.path.basename(path)} appeared while training; the trained weights stay in {checkpoint_folder(path)}."
+        )
+    metadata = {
+        "dreammix": json.dumps(asdict(record)),
+        "ss_network_dim": str(record.rank),
+        "ss_network_alpha": str(record.alpha),
+    }
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        save_file(lora_state_dict(pairs, record.alpha), path, metadata=metadata)
+    except (OSError, SafetensorError) as error:  # safetensors reports a failed write as its own error
+        raise DreamMixInputError(
+            f"Training finished but {path} could not be written ({error}). The trained weights are kept in "
+            f"{checkpoint_folder(path)}: fix the cause (disk space, permissions) and run the same training again; "
+            "it resumes from there and only saves."
+        ) from None
