@@ -9,15 +9,14 @@ from typing_extensions import override
 
 from .nodes.attributes import NODES as ATTRIBUTE_NODES
 from .nodes.evaluation import NODES as EVALUATION_NODES
-from .nodes.inpaint import NODES as INPAINT_NODES
-from .nodes.subject_photos import NODES as SUBJECT_PHOTO_NODES
+from .nodes.inpainting import NODES as INPAINT_NODES
 from .nodes.training import NODES as TRAINING_NODES
 
 
 class DreamMixExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [*INPAINT_NODES, *ATTRIBUTE_NODES, *SUBJECT_PHOTO_NODES, *TRAINING_NODES, *EVALUATION_NODES]
+        return [*INPAINT_NODES, *ATTRIBUTE_NODES, *TRAINING_NODES, *EVALUATION_NODES]
 
 
 async def comfy_entrypoint() -> DreamMixExtension:

@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None, print_fn: Callable[..., None] = prin
         )
         prepare_graph(template, "check.png", "check", seeds[0], OUTPUT_PREFIX, options)  # the options fit the graph
         if not args.no_metrics:
-            from dreammix_core.metrics import clip_t_text
+            from dreammix_core.evaluation.metrics import clip_t_text
 
             for case in cases:
                 try:
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None, print_fn: Callable[..., None] = prin
     if args.no_metrics:
         clip_source = dino_source = ""
     else:
-        from dreammix_core.metrics import DEFAULT_CLIP, DEFAULT_DINO
+        from dreammix_core.evaluation.metrics import DEFAULT_CLIP, DEFAULT_DINO
 
         clip_source, dino_source = args.clip_model or DEFAULT_CLIP, args.dino_model or DEFAULT_DINO
     device = args.device

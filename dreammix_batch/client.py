@@ -54,20 +54,8 @@ class ComfyClient:
         return self.get_json("/object_info/" + urllib.parse.quote(node_class)).get(node_class, {})
 
     def upload_image(self, png: bytes, name: str) -> str:
-        boundary = uuid.uuid4().hex
-        parts = [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
-            for key, value in (("overwrite", "true"), ("type", "input"))
-        ]
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
-            f"Content-Type: image/png\r\n\r\n".encode()
-            + png
-            + b"\r\n"
-        )
-        parts.append(f"--{boundary}--\r\n".encode())
-        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-        reply = json.loads(self._request("/upload/image", b"".join(parts), headers))
+        body, content_type = multipart({"overwrite": "true", "type": "input"}, "image", name, png)
+        reply = json.loads(self._request("/upload/image", body, {"Content-Type": content_type}))
         return f"{reply['subfolder']}/{reply['name']}" if reply.get("subfolder") else reply["name"]
 
     def queue_prompt(self, graph: dict[str, Any]) -> str:
@@ -161,3 +149,21 @@ def check_server(client: ComfyClient, graph: dict[str, Any]) -> None:
 def _said(message: object, details: object) -> str:
     """ComfyUI's "message: details", without the colon when it sent no details (validation errors often do not)."""
     return ": ".join(str(part) for part in (message, details) if part)
+
+
+def multipart(fields: dict[str, str], file_field: str, filename: str, content: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body with text fields and one PNG file, and its Content-Type (the stdlib has no
+    encoder); /upload/image takes it as the frontend sends it."""
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{filename}"\r\n'
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"

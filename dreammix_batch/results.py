@@ -28,7 +28,7 @@ class Table:
 
 
 def _load_models(clip_source: str, dino_source: str, device: str, allow_download: bool) -> tuple[Any, Any, list[str]]:
-    from dreammix_core.metrics import cached_metric_model
+    from dreammix_core.evaluation.metrics import cached_metric_model
 
     loaded, notes = [], []
     for kind, source, columns in (("clip", clip_source, "CLIP-T and CLIP-I"), ("dino", dino_source, "DINO")):
@@ -56,7 +56,7 @@ def score_cases(
 ) -> tuple[Table, list[dict[str, Any]]]:
     """The table (one row per case, metrics averaged over its seeds) and a row per scored image."""
     try:
-        from dreammix_core.metrics import clip_t_text, mean_scores, score
+        from dreammix_core.evaluation.metrics import clip_t_text, mean_scores, score
     except ImportError as error:  # torch or transformers missing from this python
         return Table([(c.name, 0, None) for c in cases], None, [f"No metrics: {error}."]), []
     clip, dino = (None, None)

@@ -4,6 +4,6 @@ Nothing here imports ComfyUI; `nodes/` adapts it to ComfyUI and `diffusers_backe
 """
 
 from .errors import DreamMixInputError
-from .pipeline import DenoiseBackend, InpaintSettings, Stage, StageResult, dreammix_inpaint
+from .inpainting.pipeline import DenoiseBackend, InpaintSettings, Stage, StageResult, dreammix_inpaint
 
 __all__ = ["DenoiseBackend", "DreamMixInputError", "InpaintSettings", "Stage", "StageResult", "dreammix_inpaint"]

@@ -9,9 +9,8 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..dreammix_core.attributes import edit_prompt, instance_prompt, regular_prompts
-from ..dreammix_core.errors import DreamMixInputError
-from ..dreammix_core.tas import (
+from ..dreammix_core.attributes.prompts import edit_prompt, instance_prompt, regular_prompts
+from ..dreammix_core.attributes.tas import (
     DEFAULT_ATTRIBUTE_TEMPLATE,
     attribute_positions,
     check_strength,
@@ -21,6 +20,7 @@ from ..dreammix_core.tas import (
     parse_attribute_list,
     reject,
 )
+from ..dreammix_core.errors import DreamMixInputError
 from .convert import to_pil
 from .list_inputs import first_value, flat_list
 from .managed_models import managed_model, model_source
@@ -175,18 +175,11 @@ def _vlm_source(choice: str, hub_id: str) -> str | None:
     raise DreamMixInputError(f"The VLM folder '{choice}' is no longer in models/{VLM_FOLDER}: refresh the node.")
 
 
-_PROCESSORS: dict[str, object] = {}
-
-
 def loaded_vlm(source: str) -> tuple[torch.nn.Module, object]:
     """The VLM and its processor, loaded once and placed by ComfyUI's memory management."""
-    from ..dreammix_core.vlm import load_vlm
+    from ..dreammix_core.attributes.vlm import load_vlm
 
-    def load() -> torch.nn.Module:
-        model, _PROCESSORS[source] = load_vlm(source, dtype=comfy.model_management.text_encoder_dtype())
-        return model
-
-    return managed_model(("vlm", source), load), _PROCESSORS[source]
+    return managed_model(("vlm", source), lambda: load_vlm(source, dtype=comfy.model_management.text_encoder_dtype()))
 
 
 class DreamMixAttributeRefine(io.ComfyNode):
@@ -258,7 +251,7 @@ def _refine(
         source = _vlm_source(vlm, vlm_hub_id)
         if source is None:
             raise DreamMixInputError("Type the subject's attributes, or choose a VLM to find them.")
-        from ..dreammix_core.vlm import describe_subject
+        from ..dreammix_core.attributes.vlm import describe_subject
 
         model, processor = loaded_vlm(source)
         words = describe_subject(model, processor, to_pil(photos), class_word, max_new_tokens)

@@ -11,12 +11,12 @@ import node_helpers
 import torch
 
 from ..dreammix_core.errors import DreamMixInputError
-from ..dreammix_core.native_size import native_side
-from ..dreammix_core.pipeline import Stage, StageResult
+from ..dreammix_core.inpainting.native_size import native_side
+from ..dreammix_core.inpainting.pipeline import Stage, StageResult
 
 
 def native_resolution(model) -> int:
-    """What resolution 0 means for this MODEL: its family's training side (see dreammix_core.native_size)."""
+    """What resolution 0 means for this MODEL: its family's training side (see dreammix_core.inpainting.native_size)."""
     base = model.model
     v_prediction = "v_prediction" in str(getattr(base, "model_type", "")).lower()
     return native_side(type(base.latent_format).__name__, v_prediction)

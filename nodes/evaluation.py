@@ -6,7 +6,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..dreammix_core.errors import DreamMixInputError
-from ..dreammix_core.metrics import (
+from ..dreammix_core.evaluation.metrics import (
     DEFAULT_CLIP,
     DEFAULT_DINO,
     MetricModel,
@@ -21,20 +21,16 @@ from .managed_models import managed_model, model_source
 CATEGORY = "DreamMix/evaluation"
 
 
-_LOADED: dict[tuple[str, str], MetricModel] = {}
-
-
 def loaded_metric_model(kind: str, source: str) -> MetricModel:
     """A CLIP or DINO model (float32, for repeatable scores), loaded once and placed by ComfyUI."""
-    key = (kind, source)
 
-    def load() -> torch.nn.Module:
-        _LOADED[key] = load_metric_model(kind, source, device="cpu", dtype=torch.float32)
-        return _LOADED[key].model
+    def load() -> tuple[torch.nn.Module, MetricModel]:
+        metric = load_metric_model(kind, source, device="cpu", dtype=torch.float32)
+        return metric.model, metric
 
-    model = managed_model(key, load)
-    _LOADED[key].model = model
-    return _LOADED[key]
+    model, metric = managed_model((kind, source), load)
+    metric.model = model
+    return metric
 
 
 class DreamMixScore(io.ComfyNode):

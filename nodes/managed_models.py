@@ -1,21 +1,26 @@
 """Transformers models (VLM, CLIP, DINO) under ComfyUI's memory management.
 
-Each model is loaded once per source and wrapped in a ModelPatcher, so ComfyUI places it on the
-device, evicts other models to make room, and offloads it again when something else needs memory.
+Each model is loaded once per source (kept in the core's one `ModelCache`) and wrapped in a
+ModelPatcher, so ComfyUI places it on the device, evicts other models to make room, and offloads
+it again when something else needs memory.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import comfy.model_management
 import comfy.model_patcher
 import folder_paths
 import torch
 
+from ..dreammix_core.model_cache import ModelCache
 from ..dreammix_core.model_source import looks_like_path
 from ..dreammix_core.paths import confined_path
+
+T = TypeVar("T")
 
 
 class _Holder(torch.nn.Module):
@@ -26,22 +31,26 @@ class _Holder(torch.nn.Module):
         self.held = model
 
 
-_PATCHERS: dict[Hashable, comfy.model_patcher.ModelPatcher] = {}
+_PATCHERS: ModelCache[tuple[comfy.model_patcher.ModelPatcher, object]] = ModelCache(size=4)
 
 
-def managed_model(key: Hashable, load: Callable[[], torch.nn.Module]) -> torch.nn.Module:
-    """The model for `key` (loaded by `load` the first time), on ComfyUI's device and ready to run."""
-    if key not in _PATCHERS:
-        model = load()
-        _PATCHERS[key] = comfy.model_patcher.ModelPatcher(
+def managed_model(key: Hashable, load: Callable[[], tuple[torch.nn.Module, T]]) -> tuple[torch.nn.Module, T]:
+    """(model, companion) for `key`: `load` returns the model and what goes with it (its processor, its
+    metric wrapper) the first time; the model is on ComfyUI's device and ready to run."""
+
+    def wrap() -> tuple[comfy.model_patcher.ModelPatcher, T]:
+        model, companion = load()
+        patcher = comfy.model_patcher.ModelPatcher(
             _Holder(model),
             load_device=comfy.model_management.get_torch_device(),
             offload_device=comfy.model_management.unet_offload_device(),
             size=comfy.model_management.module_size(model),
         )
-    patcher = _PATCHERS[key]
+        return patcher, companion
+
+    patcher, companion = _PATCHERS.get(key, wrap)
     comfy.model_management.load_models_gpu([patcher], force_full_load=True)
-    return patcher.model.held
+    return patcher.model.held, companion
 
 
 def model_source(source: str, what: str) -> str:

@@ -1,6 +1,6 @@
 """Mutation testing of the method core: how many small changes to `dreammix_core` the core tier catches.
 
-    python tests/mutation_report.py [--work DIR] [--modules blend,pipeline,...]
+    python tests/mutation_report.py [--work DIR] [--modules inpainting/blend,training/loop,...]
 
 Copies the repository's tracked files into DIR (default: a fresh temporary folder), runs mutmut over
 `dreammix_core/` with the core tier as its test suite, and prints the killed share per module and in
@@ -67,18 +67,18 @@ def report(results: str) -> int:
         name, _, status = line.strip().rpartition(": ")
         if not name.startswith("dreammix_core."):
             continue
-        module = name.split(".")[1]
+        module = name.rsplit(".", 1)[0].removeprefix("dreammix_core.")
         counts[module][status] += 1
         if status not in ("killed", "timeout"):
             survivors.append(f"{name}: {status}")
     total = collections.Counter()
-    print(f"{'module':20} {'mutants':>8} {'killed':>8} {'share':>7}")
+    print(f"{'module':32} {'mutants':>8} {'killed':>8} {'share':>7}")
     for module, counter in sorted(counts.items()):
         total += counter
         killed = counter["killed"] + counter["timeout"]
-        print(f"{module:20} {sum(counter.values()):8} {killed:8} {killed / sum(counter.values()):7.1%}")
+        print(f"{module:32} {sum(counter.values()):8} {killed:8} {killed / sum(counter.values()):7.1%}")
     killed = total["killed"] + total["timeout"]
-    print(f"{'all':20} {sum(total.values()):8} {killed:8} {killed / max(sum(total.values()), 1):7.1%}")
+    print(f"{'all':32} {sum(total.values()):8} {killed:8} {killed / max(sum(total.values()), 1):7.1%}")
     print(f"statuses: {dict(total)} (timeouts count as killed: the mutant hung the tests)")
     print("survivors:\n  " + "\n  ".join(survivors))
     return 0
@@ -87,7 +87,9 @@ def report(results: str) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, help="folder for the copy (kept, for `mutmut show`)")
-    parser.add_argument("--modules", help="comma-separated module names of dreammix_core (default: all)")
+    parser.add_argument(
+        "--modules", help="comma-separated module paths under dreammix_core, e.g. inpainting/blend (default: all)"
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="dreammix-mutation-"))
     if work.exists() and any(work.iterdir()):

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dreammix_batch.client import multipart
+
 PACK_DIR_NAME = "ComfyUI-DreamMix"
 LOG_TAIL_CHARS = 6000
 _LOADER_LINE = "Trying to load custom node "  # logged at DEBUG before each custom node import
@@ -354,7 +356,7 @@ class ComfyServer:
         pil = Image.fromarray(image) if isinstance(image, np.ndarray) else image
         png = io.BytesIO()
         pil.save(png, format="PNG")
-        body, content_type = _multipart({"overwrite": "true", "type": "input"}, "image", name, png.getvalue())
+        body, content_type = multipart({"overwrite": "true", "type": "input"}, "image", name, png.getvalue())
         reply = json.loads(self._request("/upload/image", body, {"Content-Type": content_type}))
         return f"{reply['subfolder']}/{reply['name']}" if reply["subfolder"] else reply["name"]
 
@@ -382,20 +384,3 @@ def _raise_on_failure(entry: dict[str, Any]) -> dict[str, Any]:
         if event == "execution_interrupted":
             raise Interrupted(f"interrupted at node {data.get('node_id')} ({data.get('node_type')})")
     raise RuntimeError(f"prompt failed without an error message: {json.dumps(status)}")
-
-
-def _multipart(fields: dict[str, str], file_field: str, filename: str, content: bytes) -> tuple[bytes, str]:
-    """Encode a multipart/form-data body (the stdlib has no encoder)."""
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
-        for key, value in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
-        f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
-        + content
-        + b"\r\n"
-    )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"

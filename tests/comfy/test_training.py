@@ -4,7 +4,7 @@ The probe (training_probe.py, run under COMFYUI_PYTHON) trains at 64 px for a fe
 reports: the loss curve of an over-fitting run, the round trip through ComfyUI's LoraLoaderModelOnly,
 a cancelled-then-resumed run against an uninterrupted one, the regular-data node's reuse, inpainting-
 mode training on the 9-channel checkpoint, gradient checkpointing and bf16/fp16 autocast, how a LoRA
-trained without ComfyUI (dreammix_core.diffusers_training, in this process) loads, and every
+trained without ComfyUI (dreammix_core.training.diffusers_training, in this process) loads, and every
 "lora key not loaded" / "NOT LOADED" warning. The SDXL probe trains and round-trips the tiny SDXL model.
 """
 
@@ -34,12 +34,12 @@ CORE_TARGETS = {
 
 
 def write_core_trained_lora(loras: Path) -> None:
-    """Train with dreammix_core.diffusers_training, no ComfyUI: a diffusers UNet with tiny_sd15's attention layout
-    (320 channels, 768-wide context, a transformer in the first down block only) and stand-in VAE and prompts."""
+    """Train with dreammix_core.training.diffusers_training, no ComfyUI: a diffusers UNet with tiny_sd15's attention
+    layout (320 channels, 768-wide context, a transformer in the first down block only) and stand-in VAE and prompts."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-    from dreammix_core.diffusers_training import LoraRecipe, train_subject_lora
-    from dreammix_core.training_loop import LoopSettings
+    from dreammix_core.training.diffusers_training import LoraRecipe, train_subject_lora
+    from dreammix_core.training.loop import LoopSettings
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(

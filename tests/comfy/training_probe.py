@@ -9,7 +9,6 @@ Runs on CPU. Calls ComfyUI's own LoraLoaderModelOnly to load the saved LoRA (a t
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import os
@@ -52,14 +51,10 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     if not asyncio.run(nodes.load_custom_node(pack_dir)):
         raise SystemExit("the pack did not load")
     sys.path.insert(0, pack_dir)  # the core alone, host-independent, to read the training checkpoints
-    from dreammix_core.training_loop import load_checkpoint
+    from dreammix_core.training.loop import load_checkpoint
 
-    if "DreamMixTrainSubjectLoRA" in nodes.NODE_CLASS_MAPPINGS:
-        train_node = nodes.NODE_CLASS_MAPPINGS["DreamMixTrainSubjectLoRA"]
-        data_node = nodes.NODE_CLASS_MAPPINGS["DreamMixRegularData"]
-    else:  # not registered in the pack's __init__ yet: the module, imported under the pack's package name
-        module = importlib.import_module(pack_dir.replace(".", "_x_") + ".nodes.training")
-        train_node, data_node = module.DreamMixTrainSubjectLoRA, module.DreamMixRegularData
+    train_node = nodes.NODE_CLASS_MAPPINGS["DreamMixTrainSubjectLoRA"]
+    data_node = nodes.NODE_CLASS_MAPPINGS["DreamMixRegularData"]
 
     def load(name: str):
         with torch.inference_mode():  # as CheckpointLoaderSimple runs in ComfyUI's executor: inference tensors
@@ -317,8 +312,8 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     nodes.LoraLoader().load_lora(model, clip, lora_file, 1.0, 1.0)
     report["key_warnings"] = key_warnings()
 
-    # 11. a LoRA trained without ComfyUI (dreammix_core.diffusers_training, written by the test with core.json: the
-    #     ComfyUI weight each module must patch, mapped by hand): LoraLoaderModelOnly against W + alpha/rank·up@down
+    # 11. a LoRA trained without ComfyUI (dreammix_core.training.diffusers_training, written by the test with core.json:
+    #     the ComfyUI weight each module must patch, mapped by hand): LoraLoaderModelOnly against W + alpha/rank·up@down
     core_file = os.path.join(loras, "core.safetensors")
     if os.path.exists(core_file):
         with open(os.path.join(loras, "core.json")) as file:

@@ -12,8 +12,8 @@ import pytest
 import torch
 from tiny_models import prompt, tiny_scheduler, tiny_vae
 
-from dreammix_core.diffusers_backend import DiffusersBackend
-from dreammix_core.pipeline import Stage
+from dreammix_core.inpainting.diffusers_backend import DiffusersBackend
+from dreammix_core.inpainting.pipeline import Stage
 
 COND_EPS = 0.25
 GUIDANCE = 3.0

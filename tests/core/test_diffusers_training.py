@@ -1,5 +1,5 @@
-"""Subject LoRA training on diffusers components with a peft LoRA (dreammix_core.diffusers_training), end to end on
-tiny random models: what the file holds, what the UNet sees, resuming, and the refusals."""
+"""Subject LoRA training on diffusers components with a peft LoRA (dreammix_core.training.diffusers_training), end to
+end on tiny random models: what the file holds, what the UNet sees, resuming, and the refusals."""
 
 import json
 import re
@@ -12,11 +12,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from tiny_models import POOLED_DIM, TEXT_DIM, tiny_scheduler, tiny_sd_pipeline, tiny_sdxl_unet, tiny_vae
 
-from dreammix_core.diffusers_training import LoraRecipe, train_subject_lora
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.lora_file import TrainingRecord, save_lora
-from dreammix_core.training_data import Photo, expand, step_generator
-from dreammix_core.training_loop import LoopSettings
+from dreammix_core.training.data import Photo, expand, step_generator
+from dreammix_core.training.diffusers_training import LoraRecipe, train_subject_lora
+from dreammix_core.training.loop import LoopSettings
+from dreammix_core.training.lora_file import TrainingRecord, save_lora
 
 RECIPE = LoraRecipe(resolution=64, subject_copies=2)
 SETTINGS = LoopSettings(steps=3, grad_accumulation=1, learning_rate=1e-2, checkpoint_every=0, seed=5)

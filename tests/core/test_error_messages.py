@@ -17,15 +17,16 @@ from tiny_metric_models import save_tiny_metric_models
 from tiny_models import prompt, tiny_sd_pipeline, tiny_sdxl_unet, tiny_vae
 from tiny_vlm import save_tiny_vlm
 
-from dreammix_core import metrics, model_source
-from dreammix_core.diffusers_backend import DiffusersBackend
-from dreammix_core.diffusers_training import LoraRecipe, train_subject_lora
+from dreammix_core import model_source
+from dreammix_core.attributes.vlm import load_vlm
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.mask_augment import bezier_blob
-from dreammix_core.region import compute_region
-from dreammix_core.training_data import Photo, expand
-from dreammix_core.training_loop import LoopSettings
-from dreammix_core.vlm import load_vlm
+from dreammix_core.evaluation import metrics
+from dreammix_core.inpainting.diffusers_backend import DiffusersBackend
+from dreammix_core.inpainting.region import compute_region
+from dreammix_core.training.data import Photo, expand
+from dreammix_core.training.diffusers_training import LoraRecipe, train_subject_lora
+from dreammix_core.training.loop import LoopSettings
+from dreammix_core.training.mask_augment import bezier_blob
 
 
 def refusal(call, *args, error=DreamMixInputError, **kwargs) -> str:

@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from dreammix_core.blend import blend, feather_mask
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.fill import FILL_SCHEDULE, box_blur, smooth_fill
-from dreammix_core.schedule import switch_step
+from dreammix_core.inpainting.blend import blend, feather_mask
+from dreammix_core.inpainting.fill import FILL_SCHEDULE, box_blur, smooth_fill
+from dreammix_core.inpainting.schedule import StageSplit, switch_step
 
 
 def numpy_box_mean(image: np.ndarray, radius: int) -> np.ndarray:
@@ -132,3 +132,19 @@ def test_switch_step(steps: int, lam: float, expected: int) -> None:
 def test_switch_out_of_range_is_refused(steps: int, lam: float) -> None:
     with pytest.raises(DreamMixInputError):
         switch_step(steps, lam)
+
+
+@pytest.mark.parametrize(
+    "lam, switch_at, local, harmonize",
+    [
+        (0.0, 12, True, False),
+        (1.0, 0, False, True),
+        (1 / 3, 8, True, True),
+        (0.96, 0, False, True),
+        (0.04, 12, True, False),
+    ],
+)
+def test_stage_split_says_which_stages_run(lam: float, switch_at: int, local: bool, harmonize: bool) -> None:
+    """12 steps: λ = 0 is LCG only, λ = 1 GCH only; λ = 0.96 rounds to no LCG step, λ = 0.04 to no GCH step."""
+    split = StageSplit.of(12, lam)
+    assert (split.switch_at, split.runs_local, split.runs_global) == (switch_at, local, harmonize)

@@ -3,13 +3,13 @@
 import numpy as np
 import torch
 
-from dreammix_core.blend import feather_mask
-from dreammix_core.fill import smooth_fill
-from dreammix_core.mask_augment import bezier_blob
+from dreammix_core.evaluation.metrics import subject_box
+from dreammix_core.inpainting.blend import feather_mask
+from dreammix_core.inpainting.fill import smooth_fill
+from dreammix_core.inpainting.region import compute_region, validate_image_and_mask
 from dreammix_core.masks import mask_bbox
-from dreammix_core.metrics import subject_box
-from dreammix_core.region import compute_region, validate_image_and_mask
-from dreammix_core.training_data import resize_short_side
+from dreammix_core.training.data import resize_short_side
+from dreammix_core.training.mask_augment import bezier_blob
 
 
 def test_a_mask_at_exactly_one_half_is_masked_in_every_stage() -> None:

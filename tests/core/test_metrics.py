@@ -15,9 +15,9 @@ from PIL import Image
 from tiny_metric_models import CLIPImageProcessorPil, ViTImageProcessorPil, save_tiny_metric_models
 
 import dreammix_batch as batch
-from dreammix_core import metrics
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.metrics import (
+from dreammix_core.evaluation import metrics
+from dreammix_core.evaluation.metrics import (
     Scores,
     clip_t,
     clip_t_text,
@@ -29,6 +29,7 @@ from dreammix_core.metrics import (
     subject_crop,
     text_embeddings,
 )
+from dreammix_core.model_cache import ModelCache
 
 API_WORKFLOWS = Path(__file__).resolve().parents[2] / "dreammix_batch" / "workflows"
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing answers; the checks must fail before any request
@@ -233,7 +234,7 @@ def test_clip_t_of_score_uses_the_prompt_with_the_class_word(models):
 
 
 def test_mean_scores_average_each_metric_over_the_images_that_have_it():
-    from dreammix_core.metrics import mean_scores
+    from dreammix_core.evaluation.metrics import mean_scores
 
     means = mean_scores([Scores(0.1, None, 0.3), Scores(0.3, 0.5, None), Scores(0.8, 0.7, 0.9)])
     assert (means.clip_t, means.clip_i, means.dino) == pytest.approx((0.4, 0.6, 0.6))
@@ -487,7 +488,7 @@ def test_texts_of_different_lengths_embed_as_they_do_alone(models) -> None:
 
 
 def test_the_model_cache_keeps_the_four_last_used_and_keys_by_dtype(folders, monkeypatch) -> None:
-    monkeypatch.setattr(metrics, "_CACHE", {})
+    monkeypatch.setattr(metrics, "_CACHE", ModelCache(size=4))
     clip = str(folders[0])
     dtypes = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
     loaded = [metrics.cached_metric_model("clip", clip, dtype=dtype) for dtype in dtypes]

@@ -7,9 +7,9 @@ import pytest
 import torch
 from tiny_models import tiny_backend
 
-from dreammix_core.blend import feather_mask
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.pipeline import InpaintSettings, Stage, StageResult, dreammix_inpaint, fresh_seed
+from dreammix_core.inpainting.blend import feather_mask
+from dreammix_core.inpainting.pipeline import InpaintSettings, Stage, StageResult, dreammix_inpaint, fresh_seed
 
 
 @dataclass
@@ -162,7 +162,7 @@ def test_fp16_host_tensors_give_the_float32_result(lam: float) -> None:
 
 
 def test_composite_of_a_generated_batch_is_refused() -> None:
-    from dreammix_core.pipeline import final_composite
+    from dreammix_core.inpainting.pipeline import final_composite
 
     image, mask = scene()
     expected = (
@@ -240,7 +240,7 @@ def test_global_stage_pads_by_replicating_the_edges_and_leaves_the_padding_unmas
     [(64, 0, "128x192"), (0, 64, "192x128"), (-1, 0, "128x127"), (0, -1, "127x128")],
 )
 def test_composite_refuses_a_result_of_another_size(extra_height: int, extra_width: int, generated: str) -> None:
-    from dreammix_core.pipeline import final_composite
+    from dreammix_core.inpainting.pipeline import final_composite
 
     image, mask = scene(128, 128)
     result = torch.rand(1, 128 + extra_height, 128 + extra_width, 3)
@@ -253,7 +253,7 @@ def test_composite_refuses_a_result_of_another_size(extra_height: int, extra_wid
 
 
 def test_composite_accepts_the_latent_padding_and_crops_it() -> None:
-    from dreammix_core.pipeline import final_composite
+    from dreammix_core.inpainting.pipeline import final_composite
 
     image, mask = scene(128, 128)
     result = torch.rand(1, 128 + 63, 128 + 63, 3)
@@ -263,7 +263,7 @@ def test_composite_accepts_the_latent_padding_and_crops_it() -> None:
 
 
 def test_replace_local_pastes_the_resized_local_result_with_the_feather() -> None:
-    from dreammix_core.pipeline import prepare_local, replace_local
+    from dreammix_core.inpainting.pipeline import prepare_local, replace_local
 
     image, mask = _constant_scene()
     region, _, _ = prepare_local(image, mask, context_factor=0.0, resolution=128)
@@ -287,7 +287,7 @@ def test_from_pipeline_encodes_the_prompts_with_the_pipeline_own_text_encoder() 
     (padded to the encoder's length, last hidden state), recomputed here with the tokenizer and encoder alone."""
     from tiny_models import tiny_sd_pipeline
 
-    from dreammix_core.diffusers_backend import DiffusersBackend
+    from dreammix_core.inpainting.diffusers_backend import DiffusersBackend
 
     pipe = tiny_sd_pipeline()
     backend = DiffusersBackend.from_pipeline(pipe, "a dog", "grass", guidance_scale=2.5, local_prompt="a sks dog")

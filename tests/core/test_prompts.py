@@ -5,9 +5,9 @@ import re
 import pytest
 import torch
 
-from dreammix_core.attributes import check_class_word, edit_prompt, instance_prompt
+from dreammix_core.attributes.prompts import check_class_word, edit_prompt, instance_prompt
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.region import validate_image_and_mask
+from dreammix_core.inpainting.region import validate_image_and_mask
 
 
 def test_edit_prompt_by_hand() -> None:

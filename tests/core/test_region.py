@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.region import EXPAND, compute_region, crop, validate_image_and_mask
+from dreammix_core.inpainting.region import EXPAND, compute_region, crop, validate_image_and_mask
 
 
 def box_mask(height: int, width: int, *boxes: tuple[int, int, int, int]) -> torch.Tensor:

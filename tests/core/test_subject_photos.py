@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.subject_photos import collect_photos
+from dreammix_core.training.subject_photos import collect_photos
 
 
 def photo(width: int, height: int, channels: int = 3) -> torch.Tensor:

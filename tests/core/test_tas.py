@@ -5,8 +5,7 @@ import re
 import pytest
 import torch
 
-from dreammix_core.errors import DreamMixInputError
-from dreammix_core.tas import (
+from dreammix_core.attributes.tas import (
     attribute_positions,
     decompose_tokens,
     fill_template,
@@ -15,6 +14,7 @@ from dreammix_core.tas import (
     parse_attribute_list,
     reject,
 )
+from dreammix_core.errors import DreamMixInputError
 
 
 def test_parse_attribute_list() -> None:

@@ -9,10 +9,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.mask_augment import CURVE_T, JITTER_RANGE, bezier_blob, part_boxes, part_outline
 from dreammix_core.masks import mask_bbox
-from dreammix_core.training_data import MixSampler, Photo, expand, masked_image, resize_short_side, step_generator
-from dreammix_core.training_loop import (
+from dreammix_core.training.data import MixSampler, Photo, expand, masked_image, resize_short_side, step_generator
+from dreammix_core.training.loop import (
     Example,
     LoopSettings,
     gradient_checkpointing,
@@ -20,7 +19,8 @@ from dreammix_core.training_loop import (
     moving_average,
     train,
 )
-from dreammix_core.training_loss import latent_mask, weighted_eps_loss
+from dreammix_core.training.loss import latent_mask, weighted_eps_loss
+from dreammix_core.training.mask_augment import CURVE_T, JITTER_RANGE, bezier_blob, part_boxes, part_outline
 
 
 def box_mask(height: int, width: int, top: int, left: int, bottom: int, right: int) -> torch.Tensor:
@@ -369,7 +369,7 @@ def test_loss_curve_draws_the_steps_from_top_left_to_bottom_right() -> None:
 
 
 def test_background_difference_mask() -> None:
-    from dreammix_core.training_data import background_difference_mask
+    from dreammix_core.training.data import background_difference_mask
 
     # 100x120: closing radius round(0.02 * 100) = 2. An object over 60 % of the image (the background is the frame's
     # colour, not the image's), 0.16 from the background in every channel (RGB distance / √3 = 0.16 > 0.15), with a
@@ -521,7 +521,7 @@ def test_fingerprint_follows_what_decides_the_result() -> None:
     any setting or input that changes the trajectory, another id."""
     from dataclasses import replace
 
-    from dreammix_core.training_loop import fingerprint
+    from dreammix_core.training.loop import fingerprint
 
     base = LoopSettings(steps=10)
     run = fingerprint(base, images="abc", prompt="a sks dog")

@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 from tiny_vlm import save_tiny_vlm
 
-from dreammix_core import vlm
-from dreammix_core.attributes import VLM_QUESTION, parse_vlm_answer, regular_prompts
+from dreammix_core.attributes import vlm
+from dreammix_core.attributes.prompts import VLM_QUESTION, parse_vlm_answer, regular_prompts
+from dreammix_core.attributes.vlm import ask_vlm, describe_subject, load_vlm
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.vlm import ask_vlm, describe_subject, load_vlm
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 The CLIP tokenizer is a word-level `tokenizers` model that wraps every text in <s> ... </s> (CLIP's
 text tower pools at the end token); the image processors are the PIL ones, so no torchvision.
-Saved with `save_pretrained`, the folders load through `dreammix_core.metrics` like the real models.
+Saved with `save_pretrained`, the folders load through `dreammix_core.evaluation.metrics` like the real models.
 Also runnable: `python tiny_metric_models.py FOLDER` writes FOLDER/clip and FOLDER/dino.
 """
 

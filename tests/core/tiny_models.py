@@ -3,7 +3,7 @@
 import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
 
-from dreammix_core.diffusers_backend import DiffusersBackend, PromptEmbeddings
+from dreammix_core.inpainting.diffusers_backend import DiffusersBackend, PromptEmbeddings
 
 TEXT_DIM = 64
 POOLED_DIM = 32

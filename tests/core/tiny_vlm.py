@@ -2,7 +2,7 @@
 
 No download: the tokenizer is a word-level `tokenizers` model over a small vocabulary, the image
 processor is the PIL one (no torchvision), and the weights are seeded random. Saved with
-`save_pretrained`, the folder loads back through `dreammix_core.vlm.load_vlm` like a real VLM.
+`save_pretrained`, the folder loads back through `dreammix_core.attributes.vlm.load_vlm` like a real VLM.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ import torch
 import transformers
 from PIL import Image
 
-from .attributes import VLM_QUESTION, check_class_word, parse_vlm_answer
-from .errors import DreamMixInputError
-from .model_source import local_model_folder
+from ..errors import DreamMixInputError
+from ..model_source import local_model_folder
+from .prompts import VLM_QUESTION, check_class_word, parse_vlm_answer
 
 _EXAMPLE_ID = "llava-hf/llava-interleave-qwen-0.5b-hf"
 

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 
-from .errors import DreamMixInputError
+from ..errors import DreamMixInputError
 
 IDENTIFIER = "sks"
 

@@ -8,10 +8,8 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..dreammix_core.blend import FEATHER
 from ..dreammix_core.errors import DreamMixInputError
-from ..dreammix_core.masks import binarize
-from ..dreammix_core.pipeline import (
+from ..dreammix_core.inpainting.pipeline import (
     InpaintSettings,
     check_alignment,
     dreammix_inpaint,
@@ -23,8 +21,10 @@ from ..dreammix_core.pipeline import (
     prepare_local,
     replace_local,
 )
-from ..dreammix_core.region import RELEASED_CONTEXT_FACTOR, CropRegion, validate_image_and_mask
-from ..dreammix_core.schedule import RELEASED_CODE_LAMBDA, switch_step
+from ..dreammix_core.inpainting.region import CropRegion, validate_image_and_mask
+from ..dreammix_core.inpainting.schedule import StageSplit
+from ..dreammix_core.masks import binarize
+from . import inputs
 from .comfy_backend import ComfyBackend, native_resolution, spatial_factor
 from .convert import to_host_dtype
 
@@ -33,10 +33,7 @@ Region = io.Custom("DREAMMIX_REGION")
 
 CHECK_INTERRUPT = comfy.model_management.throw_exception_if_processing_interrupted
 """Raises when the user pressed Cancel; the core calls it between the steps it runs itself."""
-MAX_RESOLUTION = 2048
-"""The largest working resolution offered: twice SDXL's and FLUX's native side; beyond it no family
-generates coherent content and the pre-fill alone runs for minutes."""
-SWITCH_KEY = "dreammix_switch"
+LCG_RAN_KEY = "dreammix_lcg_ran"
 """Set on the LCG output LATENT so the replacement node knows when LCG did not run (λ = 1)."""
 
 
@@ -70,116 +67,6 @@ def upscaler_from(upscale_model):
     return upscale
 
 
-# Inputs shared by several nodes, so each is described once.
-def _seed() -> io.Int.Input:
-    return io.Int.Input(
-        "seed",
-        default=0,
-        min=0,
-        max=0xFFFFFFFFFFFFFFFF,
-        control_after_generate=True,
-        tooltip="Noise seed. GCH uses the next seed, so its fresh noise differs from LCG's.",
-    )
-
-
-def _steps() -> io.Int.Input:
-    return io.Int.Input(
-        "steps",
-        default=30,
-        min=1,
-        max=10000,
-        tooltip="Total steps of the one schedule LCG and GCH share (released code: 30).",
-    )
-
-
-def _cfg() -> io.Float.Input:
-    return io.Float.Input(
-        "cfg",
-        default=4.0,
-        min=0.0,
-        max=100.0,
-        step=0.1,
-        round=0.01,
-        tooltip="Classifier-free guidance scale (released code: 4).",
-    )
-
-
-def _sampler() -> io.Combo.Input:
-    return io.Combo.Input(
-        "sampler_name",
-        options=comfy.samplers.SAMPLER_NAMES,
-        default="dpmpp_2m_sde",
-        tooltip="Any ComfyUI sampler (released code: DPM++ 2M SDE).",
-    )
-
-
-def _scheduler() -> io.Combo.Input:
-    return io.Combo.Input(
-        "scheduler",
-        options=comfy.samplers.SCHEDULER_NAMES,
-        default="karras",
-        tooltip="Any ComfyUI scheduler (released code: Karras).",
-    )
-
-
-def _switch() -> io.Float.Input:
-    return io.Float.Input(
-        "switch",
-        default=round(RELEASED_CODE_LAMBDA, 3),
-        min=0.0,
-        max=1.0,
-        step=0.001,
-        round=0.001,
-        tooltip="The paper's λ: share of the steps given to global harmonization. 0 = local generation only, "
-        "1 = plain full-image inpaint. 0.333 switches at step 20 of 30 like the released code; "
-        "the paper reports λ = 0.7.",
-    )
-
-
-def _context() -> io.Float.Input:
-    return io.Float.Input(
-        "context_factor",
-        default=RELEASED_CONTEXT_FACTOR,
-        min=0.0,
-        max=1.0,
-        step=0.01,
-        tooltip="The local crop covers at least this share of the image's width and height "
-        "(released notebook: 0.5; the code's signature default: 0.618).",
-    )
-
-
-def _feather() -> io.Int.Input:
-    return io.Int.Input(
-        "feather",
-        default=FEATHER,
-        min=0,
-        max=256,
-        tooltip="Pixels of linear ramp outside the mask when pasting; beyond it the original pixels come back exactly.",
-    )
-
-
-def _image(tooltip: str = "The scene to inpaint (one image).") -> io.Image.Input:
-    return io.Image.Input("image", tooltip=tooltip)
-
-
-def _mask() -> io.Mask.Input:
-    return io.Mask.Input("mask", tooltip="Where the subject goes. Grey values of 0.5 or more count as masked.")
-
-
-def _sampling_inputs() -> list:
-    """The settings LCG and GCH must share: one schedule, split at the switch."""
-    return [_seed(), _steps(), _cfg(), _sampler(), _scheduler(), _switch()]
-
-
-def _model_inputs() -> list:
-    return [
-        io.Model.Input("model", tooltip="The diffusion model: ordinary or 9-channel inpainting, SD1.5 or SDXL family."),
-        io.Conditioning.Input("positive", tooltip="Prompt conditioning, e.g. 'a photo of a sks backpack'."),
-        io.Conditioning.Input("negative", tooltip="Negative prompt conditioning."),
-        io.Vae.Input("vae", tooltip="The VAE of the model."),
-    ]
-
-
 def _backend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive=None) -> ComfyBackend:
     backend = ComfyBackend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive)
     check_alignment(backend.spatial_factor)
@@ -196,19 +83,14 @@ class DreamMixLocalCrop(io.ComfyNode):
             description="Cuts the context box around the mask, resized to the model's working size, with the "
             "masked pixels pre-filled from their surroundings (the input of LCG).",
             inputs=[
-                _image(),
-                _mask(),
-                io.Int.Input(
-                    "resolution",
-                    default=0,
-                    min=0,
-                    max=MAX_RESOLUTION,
-                    step=64,
-                    tooltip="Working resolution: the crop's area is about its square, sides multiples of 64. "
-                    "0 = the connected model's native size (512 for SD1.5, 1024 for SDXL).",
+                inputs.image(),
+                inputs.mask(),
+                inputs.resolution(
+                    "Working resolution: the crop's area is about its square, sides multiples of 64. "
+                    "0 = the connected model's native size (512 for SD1.5, 1024 for SDXL)."
                 ),
-                _context(),
-                _feather(),
+                inputs.context(),
+                inputs.feather(),
                 io.UpscaleModel.Input(
                     "upscale_model",
                     optional=True,
@@ -260,10 +142,10 @@ class DreamMixLocalSampler(io.ComfyNode):
             description="Local Content Generation: denoises the crop from the first step to the switch step "
             "and returns the denoised estimate there.",
             inputs=[
-                *_model_inputs(),
+                *inputs.model_and_prompts(),
                 io.Image.Input("local_image", tooltip="From DreamMix Local Crop."),
                 io.Mask.Input("local_mask", tooltip="From DreamMix Local Crop."),
-                *_sampling_inputs(),
+                *inputs.sampling(),
             ],
             outputs=[
                 io.Latent.Output(
@@ -280,12 +162,12 @@ class DreamMixLocalSampler(io.ComfyNode):
     ) -> io.NodeOutput:
         backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler)
         local_mask = validate_image_and_mask(local_image, local_mask)
-        step = switch_step(steps, switch)
-        if step == 0:
-            latent = backend.encode(local_image)
+        split = StageSplit.of(steps, switch)
+        if split.runs_local:
+            latent = local_generation(backend, local_image, local_mask, steps, split.switch_at, seed)
         else:
-            latent = local_generation(backend, local_image, local_mask, steps, step, seed)
-        return io.NodeOutput({"samples": latent, SWITCH_KEY: step})
+            latent = backend.encode(local_image)
+        return io.NodeOutput({"samples": latent, LCG_RAN_KEY: split.runs_local})
 
 
 class DreamMixLocalReplace(io.ComfyNode):
@@ -301,9 +183,9 @@ class DreamMixLocalReplace(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="The VAE of the model."),
                 io.Latent.Input("local_latent", tooltip="From DreamMix LCG Sampler."),
                 Region.Input("region", tooltip="From DreamMix Local Crop."),
-                _image("The original scene."),
-                _mask(),
-                _feather(),
+                inputs.image("The original scene."),
+                inputs.mask(),
+                inputs.feather(),
             ],
             outputs=[
                 io.Latent.Output(
@@ -326,7 +208,7 @@ class DreamMixLocalReplace(io.ComfyNode):
                 f"The local latent is a batch of {local_latent['samples'].shape[0]}: connect the latent of one "
                 "DreamMix LCG Sampler run (one image)."
             )
-        if local_latent.get(SWITCH_KEY, 1) > 0:
+        if local_latent.get(LCG_RAN_KEY, True):
             local = vae.decode(local_latent["samples"])
             composite = replace_local(image, binary, region, local.reshape((-1,) + tuple(local.shape[-3:])), feather)
         factor = spatial_factor(vae)
@@ -346,10 +228,10 @@ class DreamMixGlobalSampler(io.ComfyNode):
             description="Global Context Harmonization: restarts at the switch step with fresh noise on the full "
             "image and denoises to the end.",
             inputs=[
-                *_model_inputs(),
+                *inputs.model_and_prompts(),
                 io.Latent.Input("latent", tooltip="From DreamMix Local Replace (carries the noise mask)."),
                 io.Image.Input("composite", tooltip="From DreamMix Local Replace; inpainting models see it masked."),
-                *_sampling_inputs(),
+                *inputs.sampling(),
             ],
             outputs=[
                 io.Latent.Output(
@@ -374,10 +256,12 @@ class DreamMixGlobalSampler(io.ComfyNode):
                 "The composite image and the latent's mask differ in size: connect both "
                 "outputs of the same DreamMix Local Replace."
             )
-        step = switch_step(steps, switch)
-        if step == steps:
+        split = StageSplit.of(steps, switch)
+        if not split.runs_global:
             return io.NodeOutput(latent)
-        out = global_harmonization(backend, pixels, mask, steps, step, fresh_seed(seed), latent=latent["samples"])
+        out = global_harmonization(
+            backend, pixels, mask, steps, split.switch_at, fresh_seed(seed), latent=latent["samples"]
+        )
         return io.NodeOutput({"samples": out})
 
 
@@ -391,10 +275,10 @@ class DreamMixComposite(io.ComfyNode):
             description="Blends the generated image onto the original with the feathered mask: outside mask and "
             "feather the original pixels come back exactly.",
             inputs=[
-                _image("The original scene."),
+                inputs.image("The original scene."),
                 io.Image.Input("generated", tooltip="The decoded GCH result."),
-                _mask(),
-                _feather(),
+                inputs.mask(),
+                inputs.feather(),
             ],
             outputs=[
                 io.Image.Output("result", display_name="result", tooltip="The final image, at the original's size.")
@@ -416,21 +300,16 @@ class DreamMixInpaint(io.ComfyNode):
             description="The whole DreamMix inference: local content generation on a context crop, then global "
             "harmonization of the full image, composited so the background stays exact.",
             inputs=[
-                *_model_inputs(),
-                _image(),
-                _mask(),
-                *_sampling_inputs(),
-                _context(),
-                io.Int.Input(
-                    "resolution",
-                    default=0,
-                    min=0,
-                    max=MAX_RESOLUTION,
-                    step=64,
-                    tooltip="Working resolution of the local crop; 0 = the model family's native size "
-                    "(512 for SD1.5, 1024 for SDXL).",
+                *inputs.model_and_prompts(),
+                inputs.image(),
+                inputs.mask(),
+                *inputs.sampling(),
+                inputs.context(),
+                inputs.resolution(
+                    "Working resolution of the local crop; 0 = the model family's native size "
+                    "(512 for SD1.5, 1024 for SDXL)."
                 ),
-                _feather(),
+                inputs.feather(),
                 io.Conditioning.Input(
                     "local_positive",
                     optional=True,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .masks import is_masked
+from ..masks import is_masked
 
 FILL_SCHEDULE: tuple[tuple[int, int], ...] = (
     (512, 2),

@@ -15,7 +15,6 @@ Image processors are the PIL ones, so no torchvision is needed and results do no
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +24,11 @@ import torch
 import transformers
 from PIL import Image
 
-from .attributes import IDENTIFIER
-from .errors import DreamMixInputError
-from .masks import mask_bbox
-from .model_source import local_model_folder
+from ..attributes.prompts import IDENTIFIER
+from ..errors import DreamMixInputError
+from ..masks import mask_bbox
+from ..model_cache import ModelCache
+from ..model_source import local_model_folder
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 DEFAULT_DINO = "facebook/dino-vits16"
@@ -167,9 +167,7 @@ def load_metric_model(
     return MetricModel(kind, source, model.to(device).eval(), image_processor, tokenizer)
 
 
-_CACHE: dict[tuple[str, str, str, str], MetricModel] = {}
-_CACHE_SIZE = 4
-_CACHE_LOCK = threading.Lock()
+_CACHE: ModelCache[MetricModel] = ModelCache(size=4)
 
 
 def cached_metric_model(
@@ -180,23 +178,12 @@ def cached_metric_model(
     dtype: torch.dtype = torch.float32,
     allow_download: bool = False,
 ) -> MetricModel:
-    """`load_metric_model`, reused across calls: a small cache keyed by kind, source, device and dtype."""
+    """`load_metric_model`, reused across calls: cached by kind, source, device and dtype."""
     source = str(source or "").strip() or _DEFAULTS.get(kind, "")
-    key = (kind, source, str(device), str(dtype))
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE[key] = _CACHE.pop(key)  # most recently used last
-            return _CACHE[key]
-        loaded = load_metric_model(kind, source, device=device, dtype=dtype, allow_download=allow_download)
-        while len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = loaded
-        return loaded
-
-
-def clear_cache() -> None:
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    return _CACHE.get(
+        (kind, source, str(device), str(dtype)),
+        lambda: load_metric_model(kind, source, device=device, dtype=dtype, allow_download=allow_download),
+    )
 
 
 # --- embeddings -----------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from typing import Literal, Protocol
 import torch
 import torch.nn.functional as F
 
+from ..errors import DreamMixInputError
 from .blend import FEATHER, blend, feather_mask, paste_local
-from .errors import DreamMixInputError
 from .fill import smooth_fill
 from .region import (
     RELEASED_CONTEXT_FACTOR,
@@ -26,7 +26,7 @@ from .region import (
     crop,
     validate_image_and_mask,
 )
-from .schedule import RELEASED_CODE_LAMBDA, switch_step
+from .schedule import RELEASED_CODE_LAMBDA, StageSplit
 
 SIZE_MULTIPLE = 64
 
@@ -109,10 +109,10 @@ def prepare_local(
 
 
 def local_generation(
-    backend: DenoiseBackend, local_image: torch.Tensor, local_mask: torch.Tensor, steps: int, switch: int, seed: int
+    backend: DenoiseBackend, local_image: torch.Tensor, local_mask: torch.Tensor, steps: int, switch_at: int, seed: int
 ) -> torch.Tensor:
-    """LCG: steps [0, switch) on the crop; returns the denoised latent estimate at the switch."""
-    stage = Stage("local", backend.encode(local_image), local_image, local_mask, 0, switch, steps, seed)
+    """LCG: steps [0, switch_at) on the crop; returns the denoised latent estimate at the switch."""
+    stage = Stage("local", backend.encode(local_image), local_image, local_mask, 0, switch_at, steps, seed)
     return backend.denoise(stage).denoised
 
 
@@ -145,14 +145,14 @@ def global_harmonization(
     pixels: torch.Tensor,
     mask: torch.Tensor,
     steps: int,
-    switch: int,
+    switch_at: int,
     seed: int,
     latent: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """GCH: restarts at the switch step with fresh noise on the full image; returns the clean latent."""
     if latent is None:
         latent = backend.encode(pixels)
-    return backend.denoise(Stage("global", latent, pixels, mask, switch, steps, steps, seed)).latent
+    return backend.denoise(Stage("global", latent, pixels, mask, switch_at, steps, steps, seed)).latent
 
 
 def final_composite(
@@ -196,20 +196,21 @@ def dreammix_inpaint(
     samplers check for themselves through the backend).
     """
     check_alignment(backend.spatial_factor)
-    switch = switch_step(settings.steps, settings.lam)
+    split = StageSplit.of(settings.steps, settings.lam)
     binary = validate_image_and_mask(image, mask)
     image = as_float32(image)
     alpha = feather_mask(binary, settings.feather)  # one feathered mask for the paste and the final composite
     composite = image[..., :3]
-    if switch > 0:
+    if split.runs_local:
         region, local_image, local_mask = prepare_local(
             image, binary, settings.context_factor, settings.resolution, settings.feather, upscaler, check_interrupt
         )
-        denoised = local_generation(backend, local_image, local_mask, settings.steps, switch, settings.seed)
+        denoised = local_generation(backend, local_image, local_mask, settings.steps, split.switch_at, settings.seed)
         composite = paste_local(composite, backend.decode(denoised), region, alpha)
     result = composite
-    if switch < settings.steps:
+    if split.runs_global:
         pixels, padded_mask = pad_for_latent(composite, binary, backend.spatial_factor)
-        latent = global_harmonization(backend, pixels, padded_mask, settings.steps, switch, fresh_seed(settings.seed))
+        seed = fresh_seed(settings.seed)
+        latent = global_harmonization(backend, pixels, padded_mask, settings.steps, split.switch_at, seed)
         result = as_float32(backend.decode(latent))
     return _composite(image, result, alpha)

@@ -11,7 +11,7 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..dreammix_core.subject_photos import collect_photos
+from ...dreammix_core.training.subject_photos import collect_photos
 
 CATEGORY = "DreamMix/training"
 PHOTOS = 6
@@ -86,6 +86,3 @@ class DreamMixSubjectPhotos(io.ComfyNode):
             ]
         )
         return io.NodeOutput(images, masks, preview)
-
-
-NODES: list[type[io.ComfyNode]] = [DreamMixSubjectPhotos]

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from .masks import binarize
+from ..masks import binarize
 from .region import CropRegion, resize_image
 
 FEATHER = 32

@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from .errors import DreamMixInputError
+from ..errors import DreamMixInputError
 
 TARGETS = {
     "attention k, v, out (DreamMix)": r"\.attn\d+\.(to_k|to_v|to_out\.0)$",

@@ -27,9 +27,9 @@ from PIL import Image, ImageDraw
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .errors import DreamMixInputError
-from .training_data import Copy, MixSampler, step_generator
-from .training_loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, weighted_eps_loss
+from ..errors import DreamMixInputError
+from .data import Copy, MixSampler, step_generator
+from .loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, weighted_eps_loss
 
 CHECKPOINT_SUFFIX = ".state"
 """Not a model extension ComfyUI lists, so checkpoints never show up in a LoRA loader."""

@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .errors import DreamMixInputError
-from .masks import binarize, mask_bbox
+from ..errors import DreamMixInputError
+from ..masks import binarize, mask_bbox
 
 EXPAND = 1.15
 """Half-side of the initial square, relative to the larger half-extent of the mask's box."""

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .errors import DreamMixInputError
+from ..errors import DreamMixInputError
 
 DEFAULT_ATTRIBUTE_TEMPLATE = "a photo of a sks {attributes}"
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .errors import DreamMixInputError
-from .masks import binarize
+from ..errors import DreamMixInputError
+from ..masks import binarize
 
 
 def _single(tensor: torch.Tensor, name: str, what: str, ndim: int) -> torch.Tensor:

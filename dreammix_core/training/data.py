@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import DreamMixInputError
+from ..errors import DreamMixInputError
+from ..masks import binarize, mask_bbox
 from .mask_augment import bezier_blob
-from .masks import binarize, mask_bbox
 
 SUBJECT_COPIES = 10
 REGULAR_COPIES = 3

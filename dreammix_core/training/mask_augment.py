@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .errors import DreamMixInputError
-from .masks import is_masked
+from ..errors import DreamMixInputError
+from ..masks import is_masked
 
 R_CHOICES = tuple(round(0.1 * k, 1) for k in range(1, 11))
 """The push factors r: 0.1 … 1.0."""

@@ -18,10 +18,9 @@ from dataclasses import dataclass, replace
 import torch
 from diffusers import DDPMScheduler
 
-from .diffusers_backend import encode_prompt, size_conditioning, vae_encode
-from .errors import DreamMixInputError
-from .lora_file import TARGETS, TrainingRecord, checkpoint_folder, refuse_existing, save_lora
-from .training_data import (
+from ..errors import DreamMixInputError
+from ..inpainting.diffusers_backend import encode_prompt, size_conditioning, vae_encode
+from .data import (
     REGULAR_COPIES,
     REGULAR_PROBABILITY,
     SUBJECT_COPIES,
@@ -30,7 +29,7 @@ from .training_data import (
     expand,
     masked_image,
 )
-from .training_loop import (
+from .loop import (
     Example,
     LoopSettings,
     TrainingResult,
@@ -39,7 +38,8 @@ from .training_loop import (
     train,
     transformer_blocks,
 )
-from .training_loss import latent_mask
+from .lora_file import TARGETS, TrainingRecord, checkpoint_folder, refuse_existing, save_lora
+from .loss import latent_mask
 
 
 @dataclass(frozen=True)

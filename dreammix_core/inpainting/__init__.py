@@ -1,0 +1,6 @@
+"""Inpainting (paper §3.3): local content generation on the crop, then global context harmonization.
+
+`pipeline` runs the two stages; `region` is the crop geometry, `fill` the masked-area fill,
+`blend` the known-region blending and the final composite, `schedule` the switch step,
+`native_size` each model family's working area; `diffusers_backend` runs the stages on diffusers.
+"""

@@ -1,0 +1,173 @@
+"""The training loop's model side on ComfyUI: the LoRA adapters, the encoded training copies, the
+epsilon prediction, and the module names ComfyUI's LoRA loaders read.
+
+The LoRA layers are ComfyUI's own training adapters (`comfy.weight_adapter.lora.LoraDiff`) attached
+with `ModelPatcher.add_weight_wrapper`, the mechanism ComfyUI's TrainLoraNode uses: the base weights
+stay untouched and shared, ModelPatcher moves the adapters with the model when it loads or offloads
+it, and the returned MODEL is an ordinary patched clone.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import comfy.model_management
+import comfy.utils
+import torch
+from comfy.weight_adapter.lora import LoraDiff
+
+from ...dreammix_core.errors import DreamMixInputError
+from ...dreammix_core.training.data import Copy, masked_image
+from ...dreammix_core.training.loop import tensor_digest
+from ...dreammix_core.training.lora_file import TARGETS
+
+LOG = logging.getLogger("DreamMix")
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""training_dtype choices: the forward pass's autocast dtype (None: fp32)."""
+
+
+def attach_lora(trainer, target_modules: str, rank: int, alpha: float, seed: int) -> dict[str, LoraDiff]:
+    """A LoraDiff on every matching linear layer of `trainer` (a MODEL clone), keyed by module name.
+
+    peft's "gaussian" init: up = 0, down ~ N(0, 1/rank), so the untrained LoRA changes nothing.
+    """
+    pattern = re.compile(TARGETS[target_modules])
+    generator = torch.Generator().manual_seed(seed)
+    adapters: dict[str, LoraDiff] = {}
+    with torch.inference_mode(False):
+        for name, module in trainer.model.named_modules():
+            weight = getattr(module, "weight", None)
+            if not (
+                name.startswith("diffusion_model.") and pattern.search(name) and hasattr(module, "weight_function")
+            ):
+                continue
+            if weight is None or weight.ndim != 2:
+                continue
+            up = torch.zeros(weight.shape[0], rank)
+            down = torch.randn(rank, weight.shape[1], generator=generator) / rank
+            adapter = LoraDiff((up, down, float(alpha), None, None, None))
+            adapter.alpha.requires_grad_(False)
+            trainer.add_weight_wrapper(f"{name}.weight", adapter)
+            adapters[name] = adapter
+    if not adapters:
+        raise DreamMixInputError(
+            "This model has no attention projections this trainer can adapt (SD1.5/SD2/SDXL UNets)."
+        )
+    return adapters
+
+
+def trainable_parameters(adapters: dict[str, LoraDiff]) -> dict[str, torch.nn.Parameter]:
+    """The loop's named parameters: each adapter's up and down matrices."""
+    params = {}
+    for name, adapter in adapters.items():
+        params[f"{name}.lora_up.weight"] = adapter.lora_up.weight
+        params[f"{name}.lora_down.weight"] = adapter.lora_down.weight
+    return params
+
+
+def diffusers_names(model, modules: list[str]) -> dict[str, str]:
+    """ComfyUI module name → its diffusers name where ComfyUI knows one, else the ComfyUI name without its prefix.
+
+    LoraLoader maps both `lora_unet_<diffusers name>` and `lora_unet_<ComfyUI name>` (comfy.lora.model_lora_keys_unet);
+    the diffusers naming is the common kohya format other tools read too.
+    """
+    to_diffusers = {}
+    unet_config = getattr(model.model.model_config, "unet_config", None)
+    if unet_config is not None:
+        try:
+            to_diffusers = {comfy: diff for diff, comfy in comfy.utils.unet_to_diffusers(unet_config).items()}
+        except Exception:  # a UNet layout ComfyUI has no diffusers map for
+            to_diffusers = {}
+    names = {}
+    for module in modules:
+        comfy_key = module.removeprefix("diffusion_model.") + ".weight"
+        names[module] = to_diffusers.get(comfy_key, comfy_key).removesuffix(".weight")
+    return names
+
+
+def freeze_base_weights(model: torch.nn.Module) -> None:
+    """Takes every base weight out of gradient computation, as ordinary tensors autograd may save.
+
+    ComfyUI runs every node, the checkpoint loader included, under `torch.inference_mode`, so loaded
+    weights are inference tensors, which autograd refuses to save for the backward pass; and a weight
+    left with requires_grad would get a full gradient in every backward. Inference tensors are replaced
+    by equal copies (one tensor at a time), so the base MODEL and its other users see the same values.
+    Call it outside inference mode. The LoRA adapters are weight functions, not parameters of `model`.
+    """
+    for name, param in list(model.named_parameters()):
+        if param.is_inference():
+            comfy.utils.set_attr_param(model, name, param.detach().clone())
+        else:
+            param.requires_grad_(False)
+    for name, buffer in list(model.named_buffers()):
+        if buffer.is_inference():
+            comfy.utils.set_attr(model, name, buffer.clone())
+
+
+def encode_copies(model, clip, vae, copies: list[Copy], prompts: list[str], side: int):
+    """(latents, model conditionings) of every copy, computed once before training: nothing here changes
+    while the LoRA trains. Each distinct pixel content is VAE-encoded once: every copy of a photo already
+    at the training size (regular images, square photos) is the same crop."""
+    base = model.model
+    inpainting = len(getattr(base, "concat_keys", ())) > 0
+    encoding = comfy.utils.ProgressBar(len(copies))
+    encoded_pixels: dict[str, torch.Tensor] = {}
+
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        key = tensor_digest([pixels])
+        if key not in encoded_pixels:
+            encoded_pixels[key] = vae.encode(pixels.movedim(0, -1)[None]).float().cpu()
+        return encoded_pixels[key]
+
+    with torch.inference_mode(False), torch.no_grad():
+        encoded = [clip.encode_from_tokens(clip.tokenize(p), return_pooled=True) for p in prompts]
+        latents, conds = [], []
+        for index, copy in enumerate(copies):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            latent = encode(copy.image)
+            latents.append(base.process_latent_in(latent)[0])
+            embedding, pooled = encoded[copy.prompt]
+            extra = {
+                "cross_attn": embedding.clone(),
+                "width": side,
+                "height": side,
+                "device": torch.device("cpu"),
+                "noise": torch.zeros_like(latent),
+            }
+            if pooled is not None:
+                extra["pooled_output"] = pooled.clone()
+            if inpainting:
+                extra["concat_latent_image"] = encode(masked_image(copy.image, copy.mask))
+                extra["denoise_mask"] = copy.mask[None].clone()
+            conds.append({key: value.cond.clone() for key, value in base.extra_conds(**extra).items()})
+            encoding.update_absolute(index + 1)
+    LOG.info("DreamMix: %d training copies from %d distinct VAE encodes", len(copies), len(encoded_pixels))
+    return latents, conds, inpainting
+
+
+def autocast_dtype(training_dtype: str, device: torch.device) -> torch.dtype | None:
+    """The forward pass's autocast dtype; None is fp32. auto: bf16 on a CUDA GPU that supports it."""
+    if training_dtype == "auto":
+        return torch.bfloat16 if comfy.model_management.should_use_bf16(device) and device.type == "cuda" else None
+    return DTYPES.get(training_dtype)
+
+
+def eps_predictor(trainer, latents: list[torch.Tensor], conds: list[dict], dtype: torch.dtype | None):
+    """predict_eps(index, noise, timestep) of the training loop, on ComfyUI's model and its sampling."""
+    device = trainer.load_device
+    sampling = trainer.model.model_sampling
+    transformer_options = trainer.model_options.get("transformer_options", {})
+
+    def predict_eps(index: int, noise: torch.Tensor, timestep: int) -> torch.Tensor:
+        x0 = latents[index][None].to(device)
+        sigma = sampling.sigma(torch.tensor([float(timestep)], device=device)).to(device)
+        noise = noise.to(device)
+        x_t = sampling.noise_scaling(sigma, noise, x0)
+        kwargs = {key: value.to(device) for key, value in conds[index].items()}
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            denoised = trainer.model.apply_model(x_t, sigma, transformer_options=transformer_options, **kwargs)
+        # ComfyUI models return the denoised latent; the method's loss is on epsilon: eps = (x_t - x0_hat) / sigma
+        return (x_t - denoised.float()) / sigma.view(-1, 1, 1, 1)
+
+    return predict_eps
