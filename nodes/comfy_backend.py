@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import comfy.model_base
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
@@ -23,8 +24,42 @@ def native_resolution(model) -> int:
 
 
 def is_inpainting_model(model) -> bool:
-    """True for 9-channel UNets that take the mask and the masked image as extra input."""
-    return "masked_image" in getattr(model.model, "concat_keys", ())
+    """True for models that take the mask and the masked image as extra input: 9-channel UNets, and
+    FLUX.1 Fill, whose first layer takes more than twice the latent channels (noise + masked image +
+    the mask folded 8x8; FLUX control models take only noise + image)."""
+    base = model.model
+    if "masked_image" in getattr(base, "concat_keys", ()):
+        return True
+    config = base.model_config.unet_config
+    return isinstance(base, comfy.model_base.Flux) and config.get("in_channels", 0) > 2 * config.get("out_channels", 0)
+
+
+def context_width(model) -> int | None:
+    """The width of the text conditioning the model takes (768 SD1.5, 2048 SDXL, 4096 FLUX.1, 7680 FLUX.2
+    Klein 4B), read from its detected config; None where the family does not state one."""
+    config = model.model.model_config.unet_config
+    return config.get("context_dim") or config.get("context_in_dim")
+
+
+def check_model_inputs(model, vae, conditionings: dict[str, list | None]) -> None:
+    """Refuses a VAE or a conditioning of another model family before anything runs, with the fix; torch
+    would otherwise stop deep inside the first layer with a shape error."""
+    channels = model.model.latent_format.latent_channels
+    vae_channels = getattr(vae, "latent_channels", channels)
+    if vae_channels != channels:
+        raise DreamMixInputError(
+            f"The VAE makes {vae_channels}-channel latents but this model works on {channels}-channel ones: "
+            "connect the model's own VAE (SD1.5/SDXL: the checkpoint's, FLUX.1: ae, FLUX.2: the FLUX.2 VAE)."
+        )
+    width = context_width(model)
+    for name, conditioning in conditionings.items():
+        for tensor, _ in conditioning or []:
+            if width and tensor.shape[-1] != width:
+                raise DreamMixInputError(
+                    f"The {name} conditioning is {tensor.shape[-1]} wide but this model takes {width}: encode the "
+                    "prompt with this model's own text encoder (SD1.5: CLIP-L, SDXL: CLIP-L + bigG, FLUX.1: "
+                    "CLIP-L + T5-XXL, FLUX.2 Klein: Qwen3)."
+                )
 
 
 def spatial_factor(vae) -> int:
@@ -82,6 +117,7 @@ class ComfyBackend:
         self.local_positive = local_positive
         self.cfg, self.sampler_name, self.scheduler = cfg, sampler_name, scheduler
         self.spatial_factor = spatial_factor(vae)
+        check_model_inputs(model, vae, {"positive": positive, "negative": negative, "local_positive": local_positive})
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.vae.encode(pixels[..., :3])

@@ -17,7 +17,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # harness modules, whatever pytest's import mode
 
-from checkpoint_cache import SD15_CHECKPOINTS, SDXL_CHECKPOINTS, CheckpointCache, default_cache_dir  # noqa: E402
+from checkpoint_cache import (  # noqa: E402
+    SD15_CHECKPOINTS,
+    SDXL_CHECKPOINTS,
+    CheckpointCache,
+    default_cache_dir,
+    flux_models,
+)
 from server import ComfyServer, start_server  # noqa: E402
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
@@ -97,12 +103,27 @@ def sdxl_checkpoints(checkpoints: CheckpointCache) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def flux_folder(comfy_install: ComfyInstall, checkpoints: CheckpointCache) -> Path:
+    """The tiny FLUX diffusion models and VAEs this ComfyUI detects (FLUX.2 from v0.33 on)."""
+    return flux_models(checkpoints.directory, comfy_install.path, comfy_install.python)
+
+
+@pytest.fixture(scope="session")
 def comfy_server(
-    comfy_install: ComfyInstall, checkpoints: CheckpointCache, tmp_path_factory: pytest.TempPathFactory
+    comfy_install: ComfyInstall,
+    checkpoints: CheckpointCache,
+    flux_folder: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ComfyServer]:
-    """One ComfyUI server for the whole session, with the pack linked in as a custom node."""
+    """One ComfyUI server for the whole session, with the pack linked in as a custom node; its model folders
+    hold the tiny checkpoints and the tiny FLUX models."""
     server = start_server(
-        comfy_install.path, comfy_install.python, PACK_ROOT, checkpoints.directory, tmp_path_factory.mktemp("comfyui")
+        comfy_install.path,
+        comfy_install.python,
+        PACK_ROOT,
+        checkpoints.directory,
+        tmp_path_factory.mktemp("comfyui"),
+        model_folders={name: flux_folder / name for name in ("diffusion_models", "vae")},
     )
     yield server
     server.stop()

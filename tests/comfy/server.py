@@ -122,8 +122,9 @@ class ServerLayout:
     def log_path(self) -> Path:
         return self.root / "comfyui.log"
 
-    def create(self, pack_root: Path, checkpoints_dir: Path) -> None:
-        """Make the folders, link the pack in as a custom node, write the model-paths yaml."""
+    def create(self, pack_root: Path, checkpoints_dir: Path, model_folders: dict[str, Path] | None = None) -> None:
+        """Make the folders, link the pack in as a custom node, write the model-paths yaml; `model_folders`
+        adds search paths by ComfyUI folder name (diffusion_models, vae, ...)."""
         for folder in (
             self.custom_nodes_dir,
             self.input_dir,
@@ -138,6 +139,7 @@ class ServerLayout:
             "checkpoints": str(checkpoints_dir.resolve()),
             "loras": str(self.loras_dir),
             "upscale_models": str(self.upscale_models_dir),
+            **{name: str(folder.resolve()) for name, folder in (model_folders or {}).items()},
             # First in each list, so nodes that write a model (the trainer's LoRA) write it here.
             "is_default": True,
         }
@@ -184,10 +186,11 @@ def start_server(
     root: Path,
     timeout: float = 300.0,
     extra_flags: tuple[str, ...] = (),
+    model_folders: dict[str, Path] | None = None,
 ) -> ComfyServer:
     """Start ComfyUI and return once /object_info answers (all nodes, the pack included, loaded)."""
     layout = ServerLayout(root)
-    layout.create(pack_root, checkpoints_dir)
+    layout.create(pack_root, checkpoints_dir, model_folders)
     port = free_port()
     with open(layout.log_path, "wb") as log:
         process = subprocess.Popen(
