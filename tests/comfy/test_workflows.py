@@ -311,6 +311,7 @@ def with_mask_image(graph: dict[str, Any], mask_name: str) -> dict[str, Any]:
     return graph
 
 
+@pytest.mark.newest_only  # LoadImageMask feeding the same nodes: nothing about it differs between versions
 def test_mask_image_alternative_from_the_note(comfy_server: ComfyServer, runs: Runs) -> None:
     """An RGB scene plus a white-on-black mask through LoadImageMask gives what the alpha mask gives."""
     case = SD15_CASES[0]
