@@ -97,20 +97,7 @@ def assert_filled_table(out: Path, names: list[str]) -> None:
     assert means == pytest.approx([sum(column) / len(column) for column in zip(*cases)], abs=1e-3), rows
 
 
-def test_two_cases_end_to_end(comfy_server: ComfyServer, tiny_metrics, references, tmp_path, capsys) -> None:
-    cases, out = make_cases(tmp_path / "cases", 2), tmp_path / "out"
-    result = run_batch(command(cases, out, [comfy_server.url], tiny_metrics, references, "--seeds", "3"))
-    for case in ("case0", "case1"):
-        with Image.open(cases / case / "scene.png") as scene, Image.open(out / "images" / case / "seed3.png") as image:
-            assert image.size == SIZE
-            assert np.array_equal(np.asarray(image)[:16], np.asarray(scene)[:16])  # beyond mask + feather: exact
-    assert_filled_table(out, ["case0", "case1"])
-    assert "| **mean** | 2 |" in (out / "results.md").read_text()
-    with capsys.disabled():
-        print(f"\n--- results table of the batch command (tiny_sd15, tiny random CLIP/DINO) ---\n{result.stdout}")
-
-
-def test_resumes_after_a_limit_and_after_a_kill(
+def test_end_to_end_resuming_after_a_limit_and_after_a_kill(
     comfy_server: ComfyServer, tiny_metrics, references, tmp_path, capsys
 ) -> None:
     cases, out = make_cases(tmp_path / "cases", 2), tmp_path / "out"
@@ -145,6 +132,11 @@ def test_resumes_after_a_limit_and_after_a_kill(
     assert "ran 1 case(s): case1" in rerun.stdout
     assert done.stat().st_mtime_ns == stamp, "a finished image was generated again"
     assert not list(out.rglob("*.part"))
+    for case in ("case0", "case1"):
+        with Image.open(cases / case / "scene.png") as scene, Image.open(out / "images" / case / "seed0.png") as image:
+            assert image.size == SIZE
+            assert np.array_equal(np.asarray(image)[:16], np.asarray(scene)[:16])  # beyond mask + feather: exact
     assert_filled_table(out, ["case0", "case1"])
+    assert "| **mean** | 2 |" in (out / "results.md").read_text()
     with capsys.disabled():
-        print(f"\n--- resumed run ---\n{rerun.stdout}")
+        print(f"\n--- results of the resumed run (tiny_sd15, tiny random CLIP/DINO) ---\n{rerun.stdout}")

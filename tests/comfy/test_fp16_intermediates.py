@@ -25,7 +25,12 @@ def runs(fp16_server: ComfyServer) -> Runs:
     return Runs(fp16_server)
 
 
-@pytest.mark.parametrize("case", SD15_CASES, ids=str)
+FP16_CASES = [SD15_CASES[1], SD15_CASES[2]]
+"""The granular workflow on the ordinary model and the one-shot on the 9-channel one, at the odd size: every
+inpaint node, both model kinds, both pad paths."""
+
+
+@pytest.mark.parametrize("case", FP16_CASES, ids=str)
 def test_inpaint_workflows_keep_background_exact(case, runs: Runs, object_info: ObjectInfo) -> None:
     check_run(case, runs, object_info)
 

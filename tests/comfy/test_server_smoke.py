@@ -99,12 +99,6 @@ def test_core_inpaint_graph_runs(comfy_server: ComfyServer, ckpt_name: str) -> N
     assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
 
 
-def test_core_inpaint_graph_runs_sdxl(comfy_server: ComfyServer, sdxl_checkpoints: list[str]) -> None:
-    for ckpt_name in sdxl_checkpoints:
-        image = run_inpaint(comfy_server, ckpt_name)
-        assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
-
-
 PACK_NODES = {
     "DreamMixLocalCrop",
     "DreamMixLocalSampler",

@@ -2,7 +2,7 @@
 
 Layers, top to bottom: the pack's entry point, `nodes` (ComfyUI adapters) and `dreammix_batch`
 (a ComfyUI client), then `dreammix_core` (the method, no host). Inside the core the paper's parts
-sit over the shared rules (errors, masks, paths, model sources), and there is no cycle anywhere.
+sit over the shared rules (errors, masks, paths, model sources, the model cache), and there is no cycle anywhere.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def test_the_core_reads_like_the_paper_over_shared_rules(graph) -> None:
     layers = (
         grimp.Layer("evaluation", "training", independent=True),
         grimp.Layer("attributes", "inpainting", independent=True),
-        grimp.Layer("masks", "paths", "model_source", independent=True),
+        grimp.Layer("masks", "paths", "model_source", "model_cache", independent=True),
         "errors",
     )
     assert _illegal(graph, layers, f"{PACK}.dreammix_core") == []
