@@ -47,6 +47,11 @@ def _quoted(names: list[str]) -> str:
 def configure(work: Path, modules: list[str] | None) -> None:
     sources = [f"dreammix_core/{m}.py" for m in modules] if modules else ["dreammix_core/"]
     also_copy = [p.name for p in work.iterdir() if p.name not in {"dreammix_core", "tests", "mutants"}]
+    if modules:  # the core's other modules, unmutated: mutmut copies only the sources into its tree
+        rest = (p.relative_to(work).as_posix() for p in sorted((work / "dreammix_core").rglob("*.py")))
+        also_copy += [path for path in rest if path not in sources]
+        for path in also_copy:  # mutmut copies files, not the folders they sit in
+            (work / "mutants" / path).parent.mkdir(parents=True, exist_ok=True)
     with open(work / "pyproject.toml", "a") as config:
         config.write(CONFIG.format(sources=_quoted(sources), also_copy=_quoted(also_copy)))
 

@@ -13,6 +13,7 @@ from dreammix_core.training.regular_data import (
     PROMPT_FILE,
     image_paths,
     image_seed,
+    load_pair,
     missing_images,
     prompt_folder,
     read_regular_dataset,
@@ -44,6 +45,8 @@ def test_prompt_folders_of_alike_prompts_differ(tmp_path) -> None:
     """'Red teapot!' and 'red teapot' give the same words; the hash keeps their images apart."""
     assert prompt_folder("r", "Red teapot!") != prompt_folder("r", "red teapot")
     assert os.path.basename(prompt_folder("r", "Red teapot!")).startswith("red_teapot_")
+    assert os.path.basename(prompt_folder("r", "...a teapot")).startswith("a_teapot_")  # no leading _
+    assert os.path.basename(prompt_folder("r", "!!!")).startswith("prompt_")  # no words at all
 
 
 def test_save_pair_never_replaces_a_file(tmp_path) -> None:
@@ -69,16 +72,18 @@ def test_read_back_sorted_with_masks_and_damaged_files_skipped(tmp_path, caplog)
     open(os.path.join(folder_b, "0001" + MASK_SUFFIX), "wb").close()
     save_pair(folder_b, 2, *_pair(0.4))
     os.remove(image_paths(folder_b, 2)[1])  # no mask: not read
+    os.mkdir(tmp_path / "0_not_a_prompt_folder")  # sorted first, no prompt.txt: passed over
     with caplog.at_level(logging.WARNING, logger="DreamMix"):
         items = read_regular_dataset(str(tmp_path))
-    folders = sorted(os.listdir(tmp_path))
+    folders = sorted(f for f in os.listdir(tmp_path) if os.path.isfile(os.path.join(tmp_path, f, PROMPT_FILE)))
     expected_order = [open(os.path.join(tmp_path, f, PROMPT_FILE)).read() for f in folders]
     assert [prompt for prompt, _, _ in items] == expected_order
     by_prompt = {prompt: (image, mask) for prompt, image, mask in items}
     image, mask = by_prompt["b prompt"]
     assert image.shape == (4, 6, 3) and torch.allclose(image, torch.full((4, 6, 3), 51 / 255))
     assert torch.equal(mask, _pair(0)[1])
-    assert "0001.png" in caplog.text
+    damaged = os.path.join(folder_b, "0001.png")
+    assert f"DreamMix: skipping unreadable regular image {damaged} (" in caplog.text
 
 
 def test_image_seed_is_fixed_by_seed_prompt_and_index() -> None:
@@ -86,3 +91,12 @@ def test_image_seed_is_fixed_by_seed_prompt_and_index() -> None:
     assert image_seed(0, "a photo of a teapot", 0) == 355161857
     assert image_seed(10, "a photo of a teapot", 2) == 355161869
     assert image_seed(2**63 - 355161857, "a photo of a teapot", 3) == 3
+
+
+def test_saved_values_are_clamped_to_the_unit_range(tmp_path) -> None:
+    image = torch.full((4, 6, 3), 1.7)
+    image[0, 0] = -0.5
+    save_pair(str(tmp_path), 0, image, torch.ones(4, 6))
+    loaded = load_pair(*image_paths(str(tmp_path), 0))
+    assert loaded is not None
+    assert loaded[0][0, 0].tolist() == [0.0, 0.0, 0.0] and loaded[0][1, 1].tolist() == [1.0, 1.0, 1.0]

@@ -1,0 +1,129 @@
+"""The flow-matching path in the core tier: DreamMix on a tiny diffusers FLUX transformer with a flow-matching
+Euler scheduler, checked against the flow equations written out here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+from tiny_models import tiny_vae
+
+from dreammix_core import InpaintSettings, Stage, dreammix_inpaint
+from dreammix_core.inpainting.diffusers_flux_backend import FluxDiffusersBackend, FluxPrompt, pack, shift_mu, unpack
+
+
+def tiny_flux(guidance: bool = True) -> FluxTransformer2DModel:
+    torch.manual_seed(3)
+    return FluxTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, pooled_projection_dim=16, guidance_embeds=guidance, axes_dims_rope=(4, 4, 8),
+    ).eval()  # fmt: skip
+
+
+def flux_prompt(seed: int) -> FluxPrompt:
+    generator = torch.Generator().manual_seed(seed)
+    return FluxPrompt(torch.randn(1, 12, 32, generator=generator), torch.randn(1, 16, generator=generator))
+
+
+def backend(**options) -> FluxDiffusersBackend:
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    return FluxDiffusersBackend(tiny_flux(), tiny_vae(), scheduler, flux_prompt(0), **options)
+
+
+def scene(height: int = 136, width: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    image = torch.rand(1, height, width, 3, generator=torch.Generator().manual_seed(4))
+    mask = torch.zeros(1, height, width)
+    mask[:, 40:90, 120:170] = 1
+    return image, mask
+
+
+def test_pack_is_flux_pipelines_token_layout() -> None:
+    """Token (row, col) holds channels c of the 2x2 patch in (c, dy, dx) order, as FluxPipeline._pack_latents."""
+    latent = torch.arange(2 * 4 * 6, dtype=torch.float32).view(1, 2, 4, 6)
+    tokens = pack(latent)
+    assert tokens.shape == (1, 2 * 3, 8)
+    assert tokens[0, 1 * 3 + 2].tolist() == [
+        latent[0, c, 2 + dy, 4 + dx].item() for c in range(2) for dy in range(2) for dx in range(2)
+    ]
+    assert torch.equal(unpack(tokens, 4, 6), latent)
+
+
+def test_shift_follows_the_token_count() -> None:
+    """FluxPipeline's calculate_shift: 0.5 at 256 tokens, 1.15 at 4096, linear between (hand-checked midpoint)."""
+    config = {"base_image_seq_len": 256, "max_image_seq_len": 4096, "base_shift": 0.5, "max_shift": 1.15}
+    assert shift_mu(256, config) == pytest.approx(0.5)
+    assert shift_mu(4096, config) == pytest.approx(1.15)
+    assert shift_mu(2176, config) == pytest.approx(0.825)
+
+
+def test_dreammix_on_flux_keeps_the_background_exact() -> None:
+    image, mask = scene()
+    result = dreammix_inpaint(backend(), image, mask, InpaintSettings(steps=4, resolution=128, seed=1))
+    assert result.shape == image.shape
+    far = torch.ones_like(mask, dtype=torch.bool)
+    far[:, 40 - 32 : 90 + 32, 120 - 32 : 170 + 32] = False
+    assert torch.equal(result[far], image[far])
+    assert not torch.equal(result[mask.bool()], image[mask.bool()])
+
+
+def test_a_stage_is_the_flow_euler_loop_with_known_cells_put_back() -> None:
+    """Steps [1, 3) of 4 on a 16x16 latent, written out: x = (1-s)x0 + s*eps at the start, x += (s' - s)*v each
+    step, unmasked cells set to (1-s')x0 + s'*eps; the estimate is x - s*v of the last step's input."""
+    flux = backend()
+    known = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(5))
+    mask = torch.zeros(1, 128, 128)
+    mask[:, :64, :64] = 1
+    keep = torch.zeros(1, 1, 16, 16)
+    keep[..., :8, :8] = 1
+    stage = Stage("global", known, torch.zeros(1, 128, 128, 3), mask, 1, 3, 4, seed=7)
+    result = flux.denoise(stage)
+
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    scheduler.set_timesteps(4)
+    sigmas = scheduler.sigmas
+    noise = torch.randn(known.shape, generator=torch.Generator().manual_seed(7))
+    x = (1 - sigmas[1]) * known + sigmas[1] * noise
+    for index in (1, 2):
+        with torch.no_grad():
+            velocity = flux._velocity(x, sigmas[index], flux.positive)
+        estimate = x - sigmas[index] * velocity
+        x = x + (sigmas[index + 1] - sigmas[index]) * velocity
+        x = keep * x + (1 - keep) * ((1 - sigmas[index + 1]) * known + sigmas[index + 1] * noise)
+    torch.testing.assert_close(result.latent, x, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(result.denoised, keep * estimate + (1 - keep) * known, atol=1e-5, rtol=1e-5)
+
+
+def test_guidance_reaches_a_guidance_distilled_model() -> None:
+    image = scene(64, 64)[0]
+    stage = Stage("global", backend().encode(image), image, torch.ones(1, 64, 64), 0, 2, 2, seed=1)
+    low, high = backend(guidance=1.0).denoise(stage), backend(guidance=6.0).denoise(stage)
+    assert not torch.equal(low.latent, high.latent)
+
+
+def test_a_noise_prediction_scheduler_is_refused() -> None:
+    from diffusers import EulerDiscreteScheduler
+
+    with pytest.raises(TypeError, match="not a flow-matching scheduler"):
+        FluxDiffusersBackend(tiny_flux(), tiny_vae(), EulerDiscreteScheduler(), flux_prompt(0))
+
+
+def test_velocity_is_the_transformer_called_as_flux_pipeline_calls_it() -> None:
+    """FluxPipeline's own helpers as the reference: its packing, its image ids, timestep = sigma (the pipeline
+    passes t / 1000 with t = 1000 sigma), guidance as a tensor, and its unpacking."""
+    from diffusers import FluxPipeline
+
+    flux = backend(guidance=4.5)
+    x = torch.randn(1, 4, 6, 10, generator=torch.Generator().manual_seed(8))
+    sigma = torch.tensor(0.7)
+    with torch.no_grad():
+        reference = flux.transformer(
+            hidden_states=FluxPipeline._pack_latents(x, 1, 4, 6, 10),
+            encoder_hidden_states=flux.positive.tokens,
+            pooled_projections=flux.positive.pooled,
+            timestep=sigma.expand(1),
+            img_ids=FluxPipeline._prepare_latent_image_ids(1, 3, 5, "cpu", torch.float32),
+            txt_ids=torch.zeros(12, 3),
+            guidance=torch.tensor([4.5]),
+        ).sample
+        velocity = flux._velocity(x, sigma, flux.positive)
+    torch.testing.assert_close(velocity, FluxPipeline._unpack_latents(reference, 48, 80, 8))
