@@ -16,8 +16,10 @@ from ..dreammix_core.attributes.tas import (
     check_strength,
     decompose_tokens,
     fill_template,
+    find_positions,
     orthonormal_basis,
     parse_attribute_list,
+    prompt_positions,
     reject,
 )
 from ..dreammix_core.errors import DreamMixInputError
@@ -31,10 +33,18 @@ NO_VLM = "none (type the attributes)"
 
 folder_paths.add_model_folder_path(VLM_FOLDER, os.path.join(folder_paths.models_dir, VLM_FOLDER))
 
-ENCODER_WIDTHS = {"l": 768, "g": 1280, "h": 1024}
-"""Width of each CLIP text encoder's slice, by ComfyUI's tokenizer key."""
-ENCODER_ORDER = ("l", "h", "g")
-"""Order of the slices in a concatenated embedding (SDXL: CLIP-L then OpenCLIP-bigG)."""
+CLIP_WIDTHS = {"l": 768, "g": 1280, "h": 1024}
+"""Width of a CLIP text encoder's slice of the embedding, by ComfyUI's tokenizer key."""
+SLICES = {
+    ("l",): ("l",),  # SD1.5
+    ("h",): ("h",),  # SD2
+    ("g", "l"): ("l", "g"),  # SDXL: CLIP-L then OpenCLIP-bigG
+    ("l", "t5xxl"): ("t5xxl",),  # FLUX.1: T5-XXL's tokens; CLIP-L gives only the pooled vector
+    ("qwen3_4b",): ("qwen3_4b",) * 3,  # FLUX.2 Klein 4B: three Qwen3 layers' hidden states side by side
+    ("qwen3_8b",): ("qwen3_8b",) * 3,  # FLUX.2 Klein 9B
+}
+"""Each family's slices of the embedding's last dim, in order, keyed by its tokenizer keys. A slice of a key
+without a CLIP width takes an equal share of what the CLIP slices leave (the width of T5 or of a Qwen3 layer)."""
 
 
 def _flatten(chunks: list) -> tuple[list, list[int]]:
@@ -46,21 +56,39 @@ def _flatten(chunks: list) -> tuple[list, list[int]]:
 
 def encoder_slices(tokens: dict, width: int) -> list[tuple[str, int, int]]:
     """(key, begin, end) of each encoder's slice of the embedding's last dim."""
-    keys = [key for key in ENCODER_ORDER if key in tokens]
-    if set(keys) != set(tokens) or sum(ENCODER_WIDTHS[key] for key in keys) != width:
+    keys = SLICES.get(tuple(sorted(tokens)), ())
+    fixed = sum(CLIP_WIDTHS.get(key, 0) for key in keys)
+    shared = sum(1 for key in keys if key not in CLIP_WIDTHS)
+    share, rest = divmod(width - fixed, shared) if shared else (0, width - fixed)
+    if not keys or rest or (shared and share <= 0):
         raise DreamMixInputError(
-            f"TAS supports CLIP text encoders of the SD1.5, SD2 and SDXL families; this CLIP has encoders "
-            f"{sorted(tokens)} with embedding width {width}."
+            f"TAS supports the text encoders of SD1.5, SD2, SDXL, FLUX.1 (CLIP-L + T5-XXL) and FLUX.2 Klein "
+            f"(Qwen3); this CLIP has encoders {sorted(tokens)} with embedding width {width}."
         )
     slices, begin = [], 0
     for key in keys:
-        slices.append((key, begin, begin + ENCODER_WIDTHS[key]))
-        begin += ENCODER_WIDTHS[key]
+        end = begin + CLIP_WIDTHS.get(key, share)
+        slices.append((key, begin, end))
+        begin = end
     return slices
 
 
-def attribute_directions(clip, attributes: list[str], template: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Per encoder, the token embeddings of the attribute words in the attribute text; and its pooled vector."""
+def prompt_token_positions(clip, tokens: dict, key: str) -> list[int]:
+    """Positions of the prompt's own tokens in encoder `key`'s tokens: no start, end, padding or template token."""
+    ids, words = _flatten(tokens[key])
+    empty_ids, empty_words = _flatten(clip.tokenize("", return_word_ids=True)[key])
+    return prompt_positions(words, ids, [t for t, w in zip(empty_ids, empty_words) if w != 0])
+
+
+def _prompt_tokens(clip, text: str, key: str) -> list:
+    tokens = clip.tokenize(text, return_word_ids=True)
+    ids = _flatten(tokens[key])[0]
+    return [ids[i] for i in prompt_token_positions(clip, tokens, key)]
+
+
+def attribute_directions(clip, attributes: list[str], template: str) -> tuple[list, torch.Tensor]:
+    """(begin, end, directions) of each slice: the token embeddings of the attribute words in the attribute
+    text, in that slice's space; and the attribute text's pooled vector."""
     text = fill_template(template, attributes)
     text_tokens = clip.tokenize(text, return_word_ids=True)
     for chunks in text_tokens.values():
@@ -71,15 +99,17 @@ def attribute_directions(clip, attributes: list[str], template: str) -> tuple[di
                 f"(75 tokens): list fewer or shorter original attributes, only those the edit replaces."
             )
     embedding, pooled = clip.encode_from_tokens(text_tokens, return_pooled=True)
-    directions = {}
+    slices = []
     for key, begin, end in encoder_slices(text_tokens, embedding.shape[-1]):
+        text_ids = _flatten(text_tokens[key])[0]
         words = {}
         for word in attributes:
-            ids, word_ids = _flatten(clip.tokenize(word, return_word_ids=True)[key])
-            words[word] = [t for t, w in zip(ids, word_ids) if w != 0]
-        positions = attribute_positions(_flatten(text_tokens[key])[0], words)
-        directions[key] = embedding[0, positions, begin:end]
-    return directions, pooled
+            # A word after a space tokenises apart from one that starts the text in byte-level BPE (Qwen3).
+            spaced, alone = (_prompt_tokens(clip, " " + word, key), _prompt_tokens(clip, word, key))
+            words[word] = spaced if find_positions(text_ids, spaced) else alone
+        positions = attribute_positions(text_ids, words)
+        slices.append((begin, end, embedding[0, positions, begin:end]))
+    return slices, pooled
 
 
 class DreamMixTextualAttributeSubstitution(io.ComfyNode):
@@ -92,7 +122,10 @@ class DreamMixTextualAttributeSubstitution(io.ComfyNode):
             description="Encodes the prompt twice: plain, and with the subject's original attributes projected out "
             "of every content token, so an edit ('red') wins over what the subject LoRA memorised ('blue').",
             inputs=[
-                io.Clip.Input("clip", tooltip="The text encoder (SD1.5, SD2 or SDXL family)."),
+                io.Clip.Input(
+                    "clip",
+                    tooltip="The text encoder: SD1.5, SD2, SDXL, FLUX.1 (CLIP-L + T5-XXL) or FLUX.2 Klein (Qwen3).",
+                ),
                 io.String.Input(
                     "prompt",
                     multiline=True,
@@ -142,11 +175,12 @@ class DreamMixTextualAttributeSubstitution(io.ComfyNode):
             raise DreamMixInputError("Type at least one original attribute, e.g. 'blue' or 'clay, glossy'.")
         tokens = clip.tokenize(prompt, return_word_ids=True)
         plain = clip.encode_from_tokens_scheduled(tokens)
-        directions, attribute_pooled = attribute_directions(clip, attributes, attribute_template)
-        content = torch.tensor([w != 0 for w in _flatten(next(iter(tokens.values())))[1]])
+        slices, attribute_pooled = attribute_directions(clip, attributes, attribute_template)
+        key = encoder_slices(tokens, plain[0][0].shape[-1])[0][0]  # the slices' keys share word positions
+        content = torch.zeros(len(_flatten(tokens[key])[0]), dtype=torch.bool)
+        content[prompt_token_positions(clip, tokens, key)] = True
         decomposed = []
         for embedding, extras in plain:
-            slices = [(begin, end, directions[key]) for key, begin, end in encoder_slices(tokens, embedding.shape[-1])]
             extras = dict(extras)
             pooled = extras.get("pooled_output")
             if pooled is not None and attribute_pooled is not None:

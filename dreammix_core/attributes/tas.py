@@ -3,7 +3,8 @@
 A subject LoRA memorises how the subject looked ("clay teapot"); an edit ("a glass sks teapot")
 must win over that memory. TAS projects every content token of the prompt's embedding onto the
 orthogonal complement of the span of the original attributes' token embeddings, so nothing of
-"clay" is left for the model to follow, while start, end and padding tokens stay as they are.
+"clay" is left for the model to follow, while start, end and padding tokens, and the chat template
+a language-model encoder wraps every prompt in (FLUX.2 Klein's Qwen3), stay as they are.
 
 Unlike the released code this finds the real token positions of each attribute (multi-token words
 included), projects onto the complement of the span of all directions at once (one rejection
@@ -51,6 +52,27 @@ def find_positions(haystack: Sequence[int], needle: Sequence[int]) -> list[int]:
         if list(haystack[start : start + size]) == list(needle):
             found.extend(range(start, start + size))
     return found
+
+
+def prompt_positions(word_ids: Sequence[int], tokens: Sequence[int], template: Sequence[int]) -> list[int]:
+    """Positions of the prompt's own tokens in a tokenisation.
+
+    `word_ids` are the tokenizer's word ids (0 for start, end and padding tokens); `template` is the
+    word-id tokens of the empty prompt's tokenisation: the chat template around every prompt
+    ("<|im_start|>user\\n{}<|im_end|>..."), empty for CLIP and T5. Template tokens carry word ids like
+    the prompt's own (the template has no spaces, so it shares a word with the first and last prompt
+    word), so they are found by value: a prefix of the template at the start, its rest at the end.
+    """
+    worded = [i for i, word in enumerate(word_ids) if word != 0]
+    ids, template = [tokens[i] for i in worded], list(template)
+    for head in range(len(template), -1, -1):  # the longest prefix whose rest ends the tokens: a prompt may end in "\n"
+        tail = len(template) - head
+        if head + tail <= len(ids) and ids[:head] == template[:head] and ids[len(ids) - tail :] == template[head:]:
+            return worded[head : len(worded) - tail]
+    raise DreamMixInputError(
+        "The text encoder's template does not surround the prompt as it surrounds the empty prompt: TAS cannot "
+        "tell the prompt's tokens from the template's."
+    )
 
 
 def orthonormal_basis(directions: torch.Tensor, tolerance: float = 1e-6) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Measures TAS on a real ComfyUI CLIP; run under the ComfyUI python, prints one JSON line.
 
-usage: python tas_probe.py COMFYUI_PATH PACK_DIR CHECKPOINT
-PACK_DIR is a custom_nodes-style folder whose name ComfyUI imports the pack under.
+usage: python tas_probe.py COMFYUI_PATH PACK_DIR (CHECKPOINT | flux1 | klein)
+PACK_DIR is a custom_nodes-style folder whose name ComfyUI imports the pack under. flux1 and klein measure
+the DiTs' text encoders (CLIP-L + T5-XXL; Qwen3 4B) built in process from ComfyUI's classes at a small width.
 """
 
 from __future__ import annotations
@@ -27,16 +28,16 @@ def refusal(call) -> str:
     return "accepted"
 
 
-class FluxTextEncoders:
-    """Stand-in for the CLIP DualCLIPLoader gives for Flux: CLIP-L and T5-XXL token streams and a 4096-wide
-    embedding (T5-XXL's). It tokenizes with the real CLIP-L and encodes to zeros; TAS refuses it before using them."""
+class Sd3TextEncoders:
+    """Stand-in for the CLIP TripleCLIPLoader gives for SD3: CLIP-L, CLIP-G and T5-XXL token streams and a 4096-wide
+    embedding. It tokenizes with the real CLIP-L and encodes to zeros; TAS refuses it before using them."""
 
     def __init__(self, clip) -> None:
         self.clip = clip
 
     def tokenize(self, text: str, return_word_ids: bool = False) -> dict:
         tokens = self.clip.tokenize(text, return_word_ids=return_word_ids)["l"]
-        return {"l": tokens, "t5xxl": tokens}
+        return {"g": tokens, "l": tokens, "t5xxl": tokens}
 
     def encode_from_tokens(self, tokens: dict, return_pooled: bool = False):
         import torch
@@ -48,7 +49,150 @@ class FluxTextEncoders:
         return [[embedding, {"pooled_output": pooled}]]
 
 
-def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
+TINY_TEXT_ENCODERS = {
+    # ComfyUI's own hook for a text encoder's config ("<model name>_model_config"): the real classes, small.
+    "t5xxl_model_config": {"d_model": 64, "d_ff": 128, "num_layers": 2, "num_heads": 2, "d_kv": 32},
+    "clip_l_model_config": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "projection_dim": 64,
+    },
+    # 28 layers so that Klein's layers 9, 18 and 27 exist (the real Qwen3 4B has 36).
+    "qwen3_4b_model_config": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+    },
+}
+
+
+def tiny_clip(family: str):
+    """FLUX.1's CLIP-L + T5-XXL or FLUX.2 Klein's Qwen3 4B as ComfyUI builds them, at a small width, with
+    seeded random weights (ComfyUI allocates layers uninitialised) and the real tokenizers."""
+    import comfy.sd
+    import comfy.text_encoders.flux as flux
+    import torch
+
+    if family == "flux1":
+        clip_class, tokenizer = flux.flux_clip(), flux.FluxTokenizer
+    else:
+        clip_class, tokenizer = flux.klein_te(), flux.KleinTokenizer
+    target = type("Target", (), {"clip": clip_class, "tokenizer": tokenizer, "params": {}})
+    clip = comfy.sd.CLIP(target, model_options=TINY_TEXT_ENCODERS)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in clip.cond_stage_model.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.02 if param.ndim > 1 else 1.0)
+    return clip
+
+
+def hf_tokenizer(clip, key: str):
+    """The Hugging Face tokenizer behind ComfyUI's tokenizer of encoder `key`."""
+    inner = getattr(clip.tokenizer, f"clip_{key}", None) or getattr(clip.tokenizer, key)
+    return inner.tokenizer
+
+
+def expected_content(clip, key: str, tokens: list) -> list[bool]:
+    """The prompt's own tokens by an independent rule: word ids (start, end and padding have 0) less the chat
+    template's tokens, counted with the Hugging Face tokenizer on the template's two halves."""
+    content = [token[2] != 0 for token in tokens]
+    template = getattr(clip.tokenizer, "llama_template", None)
+    if template:
+        before, after = template.split("{}")
+        tokenizer = hf_tokenizer(clip, key)
+        head = len(tokenizer(before, add_special_tokens=False)["input_ids"])
+        tail = len(tokenizer(after, add_special_tokens=False)["input_ids"])
+        worded = [i for i, flag in enumerate(content) if flag]
+        for i in worded[:head] + worded[len(worded) - tail :]:
+            content[i] = False
+    return content
+
+
+def expected_positions(clip, key: str, text: str) -> list[int]:
+    """Attribute positions from the Hugging Face tokenizer: the text's tokens as the tokenizer splits it (ComfyUI
+    splits CLIP and T5 text at spaces, Qwen3 text with weights disabled as one piece, inside the template)."""
+    tokenizer = hf_tokenizer(clip, key)
+    template = getattr(clip.tokenizer, "llama_template", None)
+    if template:
+        ids = tokenizer(template.format(text), add_special_tokens=False)["input_ids"]
+        words = [tokenizer(" " + word, add_special_tokens=False)["input_ids"] for word in ATTRIBUTES]
+    else:
+        ids = tokenizer(text)["input_ids"]
+        words = [tokenizer(word, add_special_tokens=False)["input_ids"] for word in ATTRIBUTES]
+    positions = []
+    for word_ids in words:
+        start = next(i for i in range(len(ids)) if ids[i : i + len(word_ids)] == word_ids)
+        positions += range(start, start + len(word_ids))
+    return positions
+
+
+def measure(tas, module, clip) -> dict:
+    """TAS's decomposed conditioning against the plain one and the attribute directions, slice by slice."""
+    import torch
+
+    decomposed, plain = tas.execute(clip, PROMPT, ", ".join(ATTRIBUTES), TEMPLATE, 1.0).args
+    reference = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))  # what CLIPTextEncode does
+    tokens = clip.tokenize(PROMPT, return_word_ids=True)
+    embedding, extras = decomposed[0]
+    slices = module.encoder_slices(tokens, embedding.shape[-1])
+    key = slices[0][0]
+    content = torch.tensor(expected_content(clip, key, [t for chunk in tokens[key] for t in chunk]))
+    directions, attribute_pooled = module.attribute_directions(clip, ATTRIBUTES, TEMPLATE)
+
+    def max_cos(vectors: torch.Tensor, against: torch.Tensor) -> float:
+        a = torch.nn.functional.normalize(vectors.double(), dim=-1)
+        b = torch.nn.functional.normalize(against.double(), dim=-1)
+        return float((a @ b.T).abs().max())
+
+    names = [f"{key}[{begin}:{end}]" for key, begin, end in slices]
+    token_cos = {
+        name: max_cos(embedding[0, content, begin:end], rows) for name, (begin, end, rows) in zip(names, directions)
+    }
+    before_cos = {
+        name: max_cos(plain[0][0][0, content, begin:end], rows) for name, (begin, end, rows) in zip(names, directions)
+    }
+    zero, _ = tas.execute(clip, PROMPT, ", ".join(ATTRIBUTES), TEMPLATE, 0.0).args
+    pooled, reference_pooled = extras.get("pooled_output"), reference[0][1].get("pooled_output")
+
+    def same_pooled(a, b) -> bool:
+        return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+
+    text = TEMPLATE.format(attributes=" ".join(ATTRIBUTES))
+    text_tokens = clip.tokenize(text, return_word_ids=True)
+    found_positions = {}
+    for key in {key for key, _, _ in slices}:
+        ids = module._flatten(text_tokens[key])[0]
+        word_tokens = {word: module._prompt_tokens(clip, " " + word, key) for word in ATTRIBUTES}
+        found_positions[key] = module.attribute_positions(ids, word_tokens)
+    return {
+        "encoders": sorted({key for key, _, _ in slices}),
+        "slices": names,
+        "direction_rows": {name: int(rows.shape[0]) for name, (_, _, rows) in zip(names, directions)},
+        "prompt_tokens": int(embedding.shape[1]),
+        "content_tokens": int(content.sum()),
+        "max_cos_tokens": token_cos,
+        "max_cos_tokens_before": before_cos,
+        "max_cos_pooled": None if pooled is None else max_cos(pooled, attribute_pooled),
+        "plain_equals_clip_text_encode": bool(
+            torch.equal(plain[0][0], reference[0][0])
+            and same_pooled(plain[0][1].get("pooled_output"), reference_pooled)
+        ),
+        "non_content_untouched": bool(torch.equal(embedding[:, ~content], plain[0][0][:, ~content])),
+        "content_changed": bool((embedding[:, content] != plain[0][0][:, content]).any(dim=-1).all()),
+        "strength0_identical": bool(
+            torch.equal(zero[0][0], reference[0][0]) and same_pooled(zero[0][1].get("pooled_output"), reference_pooled)
+        ),
+        "positions_found": found_positions,
+        "positions_expected": {key: expected_positions(clip, key, text) for key in found_positions},
+    }
+
+
+def main(comfyui: str, pack_dir: str, source: str) -> dict:
+    """`source`: a checkpoint file (SD1.5, SDXL), or 'flux1' / 'klein' for the DiTs' text encoders built here."""
     sys.path.insert(0, comfyui)
     sys.argv = [sys.argv[0], "--cpu"]
     import comfy.options
@@ -63,52 +207,10 @@ def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
         raise SystemExit("the pack did not load")
     tas = nodes.NODE_CLASS_MAPPINGS["DreamMixTAS"]
     module = sys.modules[tas.__module__]
-    _, clip, _, _ = comfy.sd.load_checkpoint_guess_config(checkpoint, output_vae=False, output_clip=True)[:4]
-
-    decomposed, plain = tas.execute(clip, PROMPT, ", ".join(ATTRIBUTES), TEMPLATE, 1.0).args
-    reference = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))  # what CLIPTextEncode does
-    tokens = clip.tokenize(PROMPT, return_word_ids=True)
-    words = [t[2] for chunk in next(iter(tokens.values())) for t in chunk]
-    content = torch.tensor([w != 0 for w in words])
-    embedding, extras = decomposed[0]
-    directions, attribute_pooled = module.attribute_directions(clip, ATTRIBUTES, TEMPLATE)
-
-    def max_cos(vectors: torch.Tensor, against: torch.Tensor) -> float:
-        a = torch.nn.functional.normalize(vectors.double(), dim=-1)
-        b = torch.nn.functional.normalize(against.double(), dim=-1)
-        return float((a @ b.T).abs().max())
-
-    token_cos = {
-        key: max_cos(embedding[0, content, begin:end], directions[key])
-        for key, begin, end in module.encoder_slices(tokens, embedding.shape[-1])
-    }
-    before_cos = {
-        key: max_cos(plain[0][0][0, content, begin:end], directions[key])
-        for key, begin, end in module.encoder_slices(tokens, embedding.shape[-1])
-    }
-    zero, zero_plain = tas.execute(clip, PROMPT, ", ".join(ATTRIBUTES), TEMPLATE, 0.0).args
-
-    # Positions checked against the Hugging Face tokenizer behind ComfyUI's tokenizer.
-    text = TEMPLATE.format(attributes=" ".join(ATTRIBUTES))
-    hf_tokenizers = {key: getattr(clip.tokenizer, f"clip_{key}").tokenizer for key in directions}
-    expected_positions = {}
-    for key, tokenizer in hf_tokenizers.items():
-        ids = tokenizer(text)["input_ids"]
-        positions = []
-        for word in ATTRIBUTES:
-            word_ids = tokenizer(word, add_special_tokens=False)["input_ids"]
-            start = next(i for i in range(len(ids)) if ids[i : i + len(word_ids)] == word_ids)
-            positions += range(start, start + len(word_ids))
-        expected_positions[key] = positions
-    text_tokens = clip.tokenize(text, return_word_ids=True)
-    found_positions = {}
-    for key in directions:
-        ids = module._flatten(text_tokens[key])[0]
-        word_tokens = {}
-        for word in ATTRIBUTES:
-            word_ids, word_words = module._flatten(clip.tokenize(word, return_word_ids=True)[key])
-            word_tokens[word] = [t for t, w in zip(word_ids, word_words) if w != 0]
-        found_positions[key] = module.attribute_positions(ids, word_tokens)
+    if source in ("flux1", "klein"):
+        return measure(tas, module, tiny_clip(source))
+    _, clip, _, _ = comfy.sd.load_checkpoint_guess_config(source, output_vae=False, output_clip=True)[:4]
+    report = measure(tas, module, clip)
 
     try:
         tas.execute(clip, "a photo of a red sks backpack", ", ".join(f"shade{i}" for i in range(40)), TEMPLATE, 1.0)
@@ -132,7 +234,7 @@ def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
     photo = torch.rand(1, 64, 64, 3)
     refusals = {
         "no_clip": refusal(lambda: tas.execute(None, PROMPT, "blue", TEMPLATE, 1.0)),
-        "flux_text_encoders": refusal(lambda: tas.execute(FluxTextEncoders(clip), PROMPT, "blue", TEMPLATE, 1.0)),
+        "sd3_text_encoders": refusal(lambda: tas.execute(Sd3TextEncoders(clip), PROMPT, "blue", TEMPLATE, 1.0)),
         "vlm_folder_removed": refusal(
             lambda: refine.execute([photo], typed_attributes=[""], vlm=["removed_vlm"], **options)
         ),
@@ -142,27 +244,10 @@ def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
     }
 
     return {
+        **report,
         "refusals": refusals,
         "removed_vlm_was_listed": removed_vlm_was_listed,
         "long_attributes": long_attributes,
-        "encoders": sorted(directions),
-        "direction_rows": {key: int(value.shape[0]) for key, value in directions.items()},
-        "prompt_tokens": int(embedding.shape[1]),
-        "content_tokens": int(content.sum()),
-        "max_cos_tokens": token_cos,
-        "max_cos_tokens_before": before_cos,
-        "max_cos_pooled": max_cos(extras["pooled_output"], attribute_pooled),
-        "plain_equals_clip_text_encode": bool(
-            torch.equal(plain[0][0], reference[0][0])
-            and torch.equal(plain[0][1]["pooled_output"], reference[0][1]["pooled_output"])
-        ),
-        "non_content_untouched": bool(torch.equal(embedding[:, ~content], plain[0][0][:, ~content])),
-        "strength0_identical": bool(
-            torch.equal(zero[0][0], reference[0][0])
-            and torch.equal(zero[0][1]["pooled_output"], reference[0][1]["pooled_output"])
-        ),
-        "positions_found": found_positions,
-        "positions_expected": expected_positions,
     }
 
 

@@ -1,4 +1,5 @@
-"""ComfyUI tier: TAS on real ComfyUI CLIPs (SD1.5 and SDXL) and the attribute nodes through the server."""
+"""ComfyUI tier: TAS on real ComfyUI text encoders (SD1.5, SDXL, FLUX.1, FLUX.2 Klein) and the attribute nodes
+through the server."""
 
 from __future__ import annotations
 
@@ -19,29 +20,41 @@ from tiny_vlm import tiny_llava, tiny_processor  # noqa: E402
 PROBE = Path(__file__).with_name("tas_probe.py")
 
 
-def run_tas_probe(install: ComfyInstall, checkpoint: Path, tmp_path: Path) -> dict:
-    return run_probe(install, PROBE, "TAS_PROBE", [str(checkpoint)], tmp_path)
+def run_tas_probe(install: ComfyInstall, source: Path | str, tmp_path: Path) -> dict:
+    """`source`: a checkpoint, or 'flux1' / 'klein' for the DiTs' text encoders built in the probe."""
+    return run_probe(install, PROBE, "TAS_PROBE", [str(source)], tmp_path)
 
 
-def check_probe(report: dict, encoders: list[str]) -> None:
+def check_tas(report: dict, encoders: list[str], slices: list[str], rows: int) -> None:
+    """The measures the issue states, on any family: every content token orthogonal to the attribute span in each
+    slice (it was not before), the pooled vector too, start/end/padding/template tokens bit for bit, strength 0 =
+    the plain encode, the attribute positions the Hugging Face tokenizer gives."""
     print("TAS", json.dumps(report))
     assert report["encoders"] == encoders
-    assert report["prompt_tokens"] > 77  # the long prompt really spans two chunks
+    assert report["slices"] == slices  # the widths of the tiny encoders built in the probe, checked by hand
     assert all(value < 1e-5 for value in report["max_cos_tokens"].values())
     assert all(value > 1e-2 for value in report["max_cos_tokens_before"].values())
-    assert report["max_cos_pooled"] < 1e-5
+    assert report["max_cos_pooled"] is None or report["max_cos_pooled"] < 1e-5
     assert report["plain_equals_clip_text_encode"]
     assert report["non_content_untouched"]
+    assert report["content_changed"]
     assert report["strength0_identical"]
     assert report["positions_found"] == report["positions_expected"]
-    assert all(rows == 6 for rows in report["direction_rows"].values())  # light+blue, polka+-+dotted, nylon
+    assert all(count == rows for count in report["direction_rows"].values())
+
+
+def check_probe(report: dict, encoders: list[str], slices: list[str]) -> None:
+    check_tas(report, encoders, slices, 6)  # light+blue, polka+-+dotted, nylon
+    assert report["prompt_tokens"] > 77  # the long prompt really spans two chunks
+    assert report["max_cos_pooled"] is not None
     assert report["long_attributes"].startswith("DreamMixInputError: The attribute text")
     assert "more than the text encoder's one chunk (75 tokens)" in report["long_attributes"]
     assert report["refusals"] == {
         "no_clip": "DreamMixInputError: No CLIP is connected: a checkpoint without a text encoder cannot be used "
         "for TAS.",
-        "flux_text_encoders": "DreamMixInputError: TAS supports CLIP text encoders of the SD1.5, SD2 and SDXL "
-        "families; this CLIP has encoders ['l', 't5xxl'] with embedding width 4096.",
+        "sd3_text_encoders": "DreamMixInputError: TAS supports the text encoders of SD1.5, SD2, SDXL, FLUX.1 "
+        "(CLIP-L + T5-XXL) and FLUX.2 Klein (Qwen3); this CLIP has encoders ['g', 'l', 't5xxl'] with embedding "
+        "width 4096.",
         "vlm_folder_removed": "DreamMixInputError: The VLM folder 'removed_vlm' is no longer in models/vlm: refresh "
         "the node.",
         "image_of_no_image_shape": "DreamMixInputError: Unexpected image shape (8,).",
@@ -50,11 +63,31 @@ def check_probe(report: dict, encoders: list[str]) -> None:
 
 
 def test_tas_on_sd15_clip(comfy_install, checkpoints, tmp_path) -> None:
-    check_probe(run_tas_probe(comfy_install, checkpoints.path("tiny_sd15"), tmp_path), ["l"])
+    check_probe(run_tas_probe(comfy_install, checkpoints.path("tiny_sd15"), tmp_path), ["l"], ["l[0:768]"])
 
 
 def test_tas_on_sdxl_clips(comfy_install, checkpoints, sdxl_checkpoints, tmp_path) -> None:
-    check_probe(run_tas_probe(comfy_install, checkpoints.path("tiny_sdxl"), tmp_path), ["g", "l"])
+    check_probe(
+        run_tas_probe(comfy_install, checkpoints.path("tiny_sdxl"), tmp_path), ["g", "l"], ["l[0:768]", "g[768:2048]"]
+    )
+
+
+def test_tas_on_flux1_t5(comfy_install, tmp_path) -> None:
+    """FLUX.1: the embedding is T5-XXL's (real tokenizer: per-word SentencePiece, end token, padding to 256), the
+    pooled vector CLIP-L's. T5 light+blue, polka+-+dotted (5 pieces), nylon: 8 rows."""
+    report = run_tas_probe(comfy_install, "flux1", tmp_path)
+    check_tas(report, ["t5xxl"], ["t5xxl[0:64]"], 8)
+    assert report["prompt_tokens"] == 256 and report["max_cos_pooled"] is not None
+
+
+def test_tas_on_flux2_klein_qwen3(comfy_install, tmp_path) -> None:
+    """FLUX.2 Klein: the embedding is Qwen3's layers 9, 18 and 27 side by side, each slice its own space; the
+    prompt sits in a chat template whose tokens TAS must leave alone; no pooled vector."""
+    if "def klein_te" not in (comfy_install.path / "comfy" / "text_encoders" / "flux.py").read_text():
+        pytest.skip("this ComfyUI has no FLUX.2 Klein text encoder (it came after v0.3.64)")
+    report = run_tas_probe(comfy_install, "klein", tmp_path)
+    check_tas(report, ["qwen3_4b"], ["qwen3_4b[0:32]", "qwen3_4b[32:64]", "qwen3_4b[64:96]"], 7)
+    assert report["prompt_tokens"] == 512 and report["max_cos_pooled"] is None
 
 
 def attribute_graph(typed: str) -> dict:

@@ -12,6 +12,7 @@ from dreammix_core.attributes.tas import (
     find_positions,
     orthonormal_basis,
     parse_attribute_list,
+    prompt_positions,
     reject,
 )
 from dreammix_core.errors import DreamMixInputError
@@ -34,6 +35,37 @@ def test_positions_of_multi_token_and_repeated_words() -> None:
     assert find_positions(text, [2151, 1892]) == [5, 6]
     assert find_positions(text, [2151]) == [5, 7]
     assert attribute_positions(text, {"light blue": [2151, 1892], "clay": [2562]}) == [5, 6, 8]
+
+
+# Qwen3's chat template around "a photo" as ComfyUI's FLUX.2 Klein tokenizer gives it (ids read off the real
+# tokenizer): <|im_start|> user \n | a  photo | <|im_end|> \n <|im_start|> assistant \n <think> \n\n </think> \n\n,
+# then padding (<|endoftext|>, word id 0). The template has no space, so it shares word ids with the prompt.
+KLEIN_TEMPLATE = [151644, 872, 198, 151645, 198, 151644, 77091, 198, 151667, 271, 151668, 271]
+KLEIN_PROMPT = KLEIN_TEMPLATE[:3] + [64, 6548] + KLEIN_TEMPLATE[3:] + [151643] * 3
+
+
+@pytest.mark.parametrize(
+    "tokens, word_ids, template, expected",
+    [
+        ([49406, 320, 1125, 2151, 49407, 49407], [0, 1, 2, 3, 0, 0], [], [1, 2, 3]),  # CLIP: start, end, padding
+        ([3, 9, 1202, 1, 0], [1, 1, 2, 0, 0], [], [0, 1, 2]),  # T5: no start token
+        (KLEIN_PROMPT, [1] * 14 + [0] * 3, KLEIN_TEMPLATE, [3, 4]),
+        (KLEIN_TEMPLATE[:3] + [198] + KLEIN_TEMPLATE[3:], [1] * 13, KLEIN_TEMPLATE, [3]),  # a prompt "\n"
+        (KLEIN_TEMPLATE[:3] + [64, 198] + KLEIN_TEMPLATE[3:], [1] * 14, KLEIN_TEMPLATE, [3, 4]),  # "a\n"
+        (KLEIN_TEMPLATE + [151643], [1] * 12 + [0], KLEIN_TEMPLATE, []),  # the empty prompt
+    ],
+)
+def test_prompt_positions_leave_out_start_end_padding_and_template(tokens, word_ids, template, expected) -> None:
+    assert prompt_positions(word_ids, tokens, template) == expected
+
+
+def test_a_template_that_does_not_surround_the_prompt_is_refused() -> None:
+    message = (
+        "The text encoder's template does not surround the prompt as it surrounds the empty prompt: TAS cannot tell "
+        "the prompt's tokens from the template's."
+    )
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(message) + "$"):
+        prompt_positions([1] * 5, [151644, 872, 198, 64, 6548], KLEIN_TEMPLATE)
 
 
 @pytest.mark.parametrize(
