@@ -209,7 +209,7 @@ def main(comfyui: str, pack_dir: str, source: str) -> dict:
     module = sys.modules[tas.__module__]
     if source in ("flux1", "klein"):
         return measure(tas, module, tiny_clip(source))
-    _, clip, _, _ = comfy.sd.load_checkpoint_guess_config(source, output_vae=False, output_clip=True)[:4]
+    clip = comfy.sd.load_checkpoint_guess_config(source, output_vae=False, output_clip=True, output_model=False)[1]
     report = measure(tas, module, clip)
 
     try:

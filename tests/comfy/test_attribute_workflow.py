@@ -167,15 +167,3 @@ def test_empty_attributes_without_vlm_is_a_clear_error(comfy_server: ComfyServer
     error = failure(comfy_server, graph)
     assert error.node_type == "DreamMixAttributeRefine"
     assert "Type the subject's attributes" in error.exception_message
-
-
-# --- SDXL (opt-in, last: the models are large and slow on CPU) --------------------------------
-
-
-def test_attribute_workflow_keeps_background_exact_sdxl(
-    comfy_server: ComfyServer, object_info: ObjectInfo, sdxl_checkpoints: list[str]
-) -> None:
-    """SDXL: TAS decomposes both text encoders (CLIP-L and bigG), on the 9-channel inpainting model."""
-    assert "tiny_sdxl_inpaint.safetensors" in sdxl_checkpoints
-    result = run(comfy_server, attribute_graph(comfy_server, "tiny_sdxl_inpaint", "attribute-tiny_sdxl_inpaint"))
-    check_run(result, object_info)
