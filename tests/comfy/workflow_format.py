@@ -21,7 +21,17 @@ FRONTEND_ONLY = frozenset({"Note", "MarkdownNote"})
 CONTROL = "CONTROL_AFTER_GENERATE"
 UPLOAD = "IMAGEUPLOAD"
 CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
-USER_FILE_COMBOS = frozenset({("CheckpointLoaderSimple", "ckpt_name"), ("LoadImage", "image")})
+USER_FILE_COMBOS = frozenset(
+    {
+        ("CheckpointLoaderSimple", "ckpt_name"),
+        ("LoadImage", "image"),
+        ("UNETLoader", "unet_name"),
+        ("DualCLIPLoader", "clip_name1"),
+        ("DualCLIPLoader", "clip_name2"),
+        ("VAELoader", "vae_name"),
+        ("LoraLoaderModelOnly", "lora_name"),
+    }
+)
 """Combos naming the user's own files: a shared workflow names files the test server lacks."""
 
 
