@@ -11,7 +11,7 @@ import pytest
 import test_attribute_workflow as attribute
 import test_training_workflow as training
 from server import ComfyServer
-from test_workflows import SD15_CASES, Runs, assert_background_exact, check_run, saved_image, scene, subject_mask
+from test_workflows import COVERING_CASES, Runs, assert_background_exact, check_run, saved_image, scene, subject_mask
 from workflow_format import ObjectInfo
 
 
@@ -25,12 +25,7 @@ def runs(fp16_server: ComfyServer) -> Runs:
     return Runs(fp16_server)
 
 
-FP16_CASES = [SD15_CASES[1], SD15_CASES[2]]
-"""The granular workflow on the ordinary model and the one-shot on the 9-channel one, at the odd size: every
-inpaint node, both model kinds, both pad paths."""
-
-
-@pytest.mark.parametrize("case", FP16_CASES, ids=str)
+@pytest.mark.parametrize("case", COVERING_CASES, ids=str)
 def test_inpaint_workflows_keep_background_exact(case, runs: Runs, object_info: ObjectInfo) -> None:
     check_run(case, runs, object_info)
 

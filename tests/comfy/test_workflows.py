@@ -267,12 +267,23 @@ SDXL_CASES = [  # one run per SDXL checkpoint: each costs several SD1.5 runs of 
 ]
 
 
-@pytest.mark.parametrize("case", SD15_CASES, ids=str)
+COVERING_CASES = (SD15_CASES[1], SD15_CASES[2])
+"""The granular chain on the ordinary model and the one-shot node on the 9-channel one at the odd size: every
+inpaint node, both model kinds, both pad paths. Older ComfyUI checkouts (compat scope) and the fp16-intermediates
+server run these; the other two only show that the granular chain is the one-shot node, which no ComfyUI version
+changes."""
+
+
+def by_scope(cases: list[Case]) -> list[Any]:
+    return [case if case in COVERING_CASES else pytest.param(case, marks=pytest.mark.newest_only) for case in cases]
+
+
+@pytest.mark.parametrize("case", by_scope(SD15_CASES), ids=str)
 def test_api_workflow_keeps_background_exact(case: Case, runs: Runs, object_info: ObjectInfo) -> None:
     check_run(case, runs, object_info)
 
 
-@pytest.mark.parametrize("case", [case for case in SD15_CASES if "granular" in case.workflow], ids=str)
+@pytest.mark.parametrize("case", by_scope([case for case in SD15_CASES if "granular" in case.workflow]), ids=str)
 def test_granular_previews(case: Case, runs: Runs) -> None:
     """The local crop is at the working size; the LCG paste already leaves the background exact."""
     result = runs.get(case)
@@ -289,6 +300,7 @@ def test_granular_previews(case: Case, runs: Runs) -> None:
     )
 
 
+@pytest.mark.newest_only  # a property of the pack's two paths, not of the ComfyUI version
 @pytest.mark.parametrize("ckpt", ["tiny_sd15", "tiny_sd15_inpaint"])
 def test_granular_workflow_reproduces_the_one_shot_node(ckpt: str, runs: Runs) -> None:
     """Same seed, steps, switch, resolution and feather: the node chain is the one-shot node, pixel for pixel."""
