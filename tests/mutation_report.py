@@ -5,7 +5,8 @@
 Copies the repository's tracked files into DIR (default: a fresh temporary folder), runs mutmut over
 `dreammix_core/` with the core tier as its test suite, and prints the killed share per module and in
 all, plus the surviving mutants' names (inspect one with `cd DIR && mutmut show NAME`). Needs
-`pip install mutmut` (3.x) in the running interpreter's environment. About 10 minutes on 2 cores.
+`pip install mutmut` (3.x) in the running interpreter's environment. About 30 minutes on 2 cores
+(some 4200 mutants).
 
 Torch's thread pool does not survive mutmut's fork per mutant (children hang and are counted as
 timeouts), so the run uses one thread.

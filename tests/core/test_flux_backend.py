@@ -56,6 +56,24 @@ def test_shift_follows_the_token_count() -> None:
     assert shift_mu(2176, config) == pytest.approx(0.825)
 
 
+@pytest.mark.parametrize(
+    "config, anchors",
+    [
+        ({}, (256, 4096, 0.5, 1.15)),  # a scheduler config without the keys: FluxPipeline's defaults
+        (
+            {"base_image_seq_len": 64, "max_image_seq_len": 1024, "base_shift": 0.3, "max_shift": 0.9},
+            (64, 1024, 0.3, 0.9),
+        ),
+    ],
+)
+def test_shift_reads_each_anchor_from_the_config(config: dict, anchors: tuple) -> None:
+    """Against diffusers' own calculate_shift with the same four anchors."""
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    for tokens in (64, 300, 1000, 5000):
+        assert shift_mu(tokens, config) == pytest.approx(calculate_shift(tokens, *anchors), abs=1e-12)
+
+
 def test_dreammix_on_flux_keeps_the_background_exact() -> None:
     image, mask = scene()
     result = dreammix_inpaint(backend(), image, mask, InpaintSettings(steps=4, resolution=128, seed=1))
