@@ -105,7 +105,10 @@ def test_saved_lora_round_trips_through_lora_loader(report) -> None:
 def test_cancelled_and_resumed_equals_uninterrupted(report) -> None:
     print("resume max diff", report["resume_max_diff"], "checkpoints", report["checkpoints_after_cancel"])
     assert report["interrupted"]
-    assert report["checkpoints_after_cancel"] == ["step_000002.state"]
+    # checkpoints every 2 steps up to the step the cancel came after (ComfyUI throttles progress, see the probe)
+    assert 3 <= report["interrupt_step"] < 10
+    expected = [f"step_{step:06d}.state" for step in range(2, report["interrupt_step"] + 1, 2)]
+    assert report["checkpoints_after_cancel"] == expected
     assert not report["lora_after_cancel"]
     assert report["resume_same_keys"] and report["resume_max_diff"] == 0.0
 
