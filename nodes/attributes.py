@@ -73,17 +73,34 @@ def encoder_slices(tokens: dict, width: int) -> list[tuple[str, int, int]]:
     return slices
 
 
-def prompt_token_positions(clip, tokens: dict, key: str) -> list[int]:
+def template_tokens(clip, key: str) -> list:
+    """The word-id tokens of the empty prompt in encoder `key`: the chat template around every prompt, if any."""
+    ids, words = _flatten(clip.tokenize("", return_word_ids=True)[key])
+    return [t for t, w in zip(ids, words) if w != 0]
+
+
+def prompt_token_positions(tokens: dict, key: str, template: list) -> list[int]:
     """Positions of the prompt's own tokens in encoder `key`'s tokens: no start, end, padding or template token."""
     ids, words = _flatten(tokens[key])
-    empty_ids, empty_words = _flatten(clip.tokenize("", return_word_ids=True)[key])
-    return prompt_positions(words, ids, [t for t, w in zip(empty_ids, empty_words) if w != 0])
+    return prompt_positions(words, ids, template)
 
 
-def _prompt_tokens(clip, text: str, key: str) -> list:
-    tokens = clip.tokenize(text, return_word_ids=True)
-    ids = _flatten(tokens[key])[0]
-    return [ids[i] for i in prompt_token_positions(clip, tokens, key)]
+def _attribute_positions(clip, key: str, text_tokens: dict, attributes: list[str]) -> list[int]:
+    """Where each attribute's tokens sit among encoder `key`'s tokens of the attribute text."""
+    template = template_tokens(clip, key)
+
+    def prompt_tokens(text: str) -> list:
+        tokens = clip.tokenize(text, return_word_ids=True)
+        ids = _flatten(tokens[key])[0]
+        return [ids[i] for i in prompt_token_positions(tokens, key, template)]
+
+    text_ids = _flatten(text_tokens[key])[0]
+    words = {}
+    for word in attributes:
+        # A word after a space tokenises apart from one that starts the text in byte-level BPE (Qwen3).
+        spaced = prompt_tokens(" " + word)
+        words[word] = spaced if find_positions(text_ids, spaced) else prompt_tokens(word)
+    return attribute_positions(text_ids, words)
 
 
 def attribute_directions(clip, attributes: list[str], template: str) -> tuple[list, torch.Tensor]:
@@ -99,16 +116,11 @@ def attribute_directions(clip, attributes: list[str], template: str) -> tuple[li
                 f"(75 tokens): list fewer or shorter original attributes, only those the edit replaces."
             )
     embedding, pooled = clip.encode_from_tokens(text_tokens, return_pooled=True)
-    slices = []
+    slices, positions = [], {}
     for key, begin, end in encoder_slices(text_tokens, embedding.shape[-1]):
-        text_ids = _flatten(text_tokens[key])[0]
-        words = {}
-        for word in attributes:
-            # A word after a space tokenises apart from one that starts the text in byte-level BPE (Qwen3).
-            spaced, alone = (_prompt_tokens(clip, " " + word, key), _prompt_tokens(clip, word, key))
-            words[word] = spaced if find_positions(text_ids, spaced) else alone
-        positions = attribute_positions(text_ids, words)
-        slices.append((begin, end, embedding[0, positions, begin:end]))
+        if key not in positions:  # Klein's three slices share one encoder's tokens
+            positions[key] = _attribute_positions(clip, key, text_tokens, attributes)
+        slices.append((begin, end, embedding[0, positions[key], begin:end]))
     return slices, pooled
 
 
@@ -178,7 +190,7 @@ class DreamMixTextualAttributeSubstitution(io.ComfyNode):
         slices, attribute_pooled = attribute_directions(clip, attributes, attribute_template)
         key = encoder_slices(tokens, plain[0][0].shape[-1])[0][0]  # the slices' keys share word positions
         content = torch.zeros(len(_flatten(tokens[key])[0]), dtype=torch.bool)
-        content[prompt_token_positions(clip, tokens, key)] = True
+        content[prompt_token_positions(tokens, key, template_tokens(clip, key))] = True
         decomposed = []
         for embedding, extras in plain:
             extras = dict(extras)

@@ -163,11 +163,9 @@ def measure(tas, module, clip) -> dict:
 
     text = TEMPLATE.format(attributes=" ".join(ATTRIBUTES))
     text_tokens = clip.tokenize(text, return_word_ids=True)
-    found_positions = {}
-    for key in {key for key, _, _ in slices}:
-        ids = module._flatten(text_tokens[key])[0]
-        word_tokens = {word: module._prompt_tokens(clip, " " + word, key) for word in ATTRIBUTES}
-        found_positions[key] = module.attribute_positions(ids, word_tokens)
+    found_positions = {
+        key: module._attribute_positions(clip, key, text_tokens, ATTRIBUTES) for key in {key for key, _, _ in slices}
+    }
     return {
         "encoders": sorted({key for key, _, _ in slices}),
         "slices": names,
