@@ -33,12 +33,13 @@ from .loop import (
     Example,
     LoopSettings,
     TrainingResult,
-    gradient_checkpointing,
     run_fingerprint,
     train,
+    training_blocks,
     transformer_blocks,
 )
-from .lora_file import TARGETS, TrainingRecord, checkpoint_folder, refuse_existing, save_lora
+from .lora_file import TrainingRecord, checkpoint_folder, refuse_existing, save_lora
+from .lora_targets import KV_OUT, UNET_TARGETS
 from .loss import latent_mask
 
 
@@ -48,8 +49,8 @@ class LoraRecipe:
 
     rank: int = 4
     alpha: float = 4.0
-    targets: str = next(iter(TARGETS))
-    """A key of `lora_file.TARGETS`."""
+    targets: str = KV_OUT
+    """One of `lora_targets.RECIPES`."""
     resolution: int = 0
     """Side of the square training crops; 0: the UNet's native size (512 for SD1.5, 1024 for SDXL)."""
     subject_copies: int = SUBJECT_COPIES
@@ -65,7 +66,9 @@ def add_lora(unet, rank: int, alpha: float, targets: str, seed: int) -> dict[str
     from peft import LoraConfig  # imported here: only this training path needs peft
 
     unet.requires_grad_(False)
-    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=".*" + TARGETS[targets])
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=".*" + UNET_TARGETS[targets]
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet.add_adapter(config)
@@ -143,7 +146,7 @@ def train_subject_lora(
     sdxl = unet.config.addition_embed_type == "text_time"
     time_ids = torch.tensor([size_conditioning(side, side)], device=device, dtype=dtype)
 
-    def predict_eps(index: int, noise: torch.Tensor, timestep: int) -> torch.Tensor:
+    def predict_eps(index: int, noise: torch.Tensor, timestep: int) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.tensor([timestep], device=device)
         x_t = noising.add_noise(latents[index].to(device), noise.to(device), t)
         model_in = torch.cat([x_t, extras[index].to(device)], dim=1) if inpainting else x_t
@@ -154,9 +157,9 @@ def train_subject_lora(
             out = unet(
                 model_in.to(dtype), t, encoder_hidden_states=prompt.tokens.to(device, dtype), added_cond_kwargs=added
             )
-        return out.sample.float()
+        return out.sample.float(), noise.to(device)
 
-    with torch.enable_grad(), gradient_checkpointing(transformer_blocks(unet), recompute):
+    with torch.enable_grad(), training_blocks(transformer_blocks(unet), recompute):
         result = train(
             params,
             examples,

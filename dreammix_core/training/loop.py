@@ -1,10 +1,11 @@
 """The host-independent LoRA training loop of method.md §4, with checkpoints that resume exactly.
 
 The host (ComfyUI node, diffusers script, test) supplies the trainable parameters and one callable,
-`predict_eps(index, noise, timestep) -> eps prediction`, which noises example `index`'s latent with
-its own noise schedule and runs its denoiser. The loop owns everything else: which example each
-micro-step draws (`MixSampler`), the noise and the timestep (uniform over the training timesteps),
-the mask-weighted loss, gradient accumulation, AdamW, checkpoints and the loss history.
+`predict(index, noise, timestep) -> (prediction, target)`, which noises example `index`'s latent with
+its own noise schedule at its own timestep `timestep`, runs its denoiser and says what the prediction
+is trained towards (epsilon, or a flow model's velocity). The loop owns everything else: which
+example each micro-step draws (`MixSampler`), the noise and the timestep (uniform over the host's
+`num_timesteps`), the mask-weighted loss, gradient accumulation, AdamW, checkpoints and the loss history.
 
 Every micro-step's randomness comes from a generator seeded by (seed, micro-step index) only, and a
 checkpoint holds the parameters, the optimizer state and the history, so a run resumed from a
@@ -29,7 +30,7 @@ from safetensors.torch import save_file
 
 from ..errors import DreamMixInputError
 from .data import Copy, MixSampler, step_generator
-from .loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, weighted_eps_loss
+from .loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, weighted_loss
 
 CHECKPOINT_SUFFIX = ".state"
 """Not a model extension ComfyUI lists, so checkpoints never show up in a LoRA loader."""
@@ -64,7 +65,8 @@ class Example:
     """(1, h, w), 1 inside the (augmented) object mask."""
 
 
-PredictEps = Callable[[int, torch.Tensor, int], torch.Tensor]
+Predict = Callable[[int, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+"""(example index, noise, timestep) -> (the model's prediction, its training target)."""
 
 
 @dataclass
@@ -196,7 +198,7 @@ def train(
     params: dict[str, torch.nn.Parameter],
     examples: list[Example],
     sampler: MixSampler,
-    predict_eps: PredictEps,
+    predict: Predict,
     settings: LoopSettings,
     run_id: str = "",
     checkpoint_folder: str | None = None,
@@ -244,11 +246,9 @@ def train(
             example = examples[index]
             noise = torch.randn((1, *example.latent_shape), generator=generator)
             timestep = int(torch.randint(settings.num_timesteps, (), generator=generator))
-            prediction = predict_eps(index, noise, timestep)
+            prediction, target = predict(index, noise, timestep)
             mask = example.loss_mask[None].to(prediction.device)
-            loss = weighted_eps_loss(
-                prediction, noise.to(prediction.device), mask, settings.inside_weight, settings.outside_weight
-            )
+            loss = weighted_loss(prediction, target, mask, settings.inside_weight, settings.outside_weight)
             (loss / settings.grad_accumulation).backward()
             total += float(loss.detach())
         optimizer.step()
@@ -265,36 +265,73 @@ def train(
 
 
 @contextlib.contextmanager
-def gradient_checkpointing(modules: Iterable[torch.nn.Module], enabled: bool = True) -> Iterator[None]:
-    """Recompute each module's activations in the backward pass (less memory, ~30% more time).
+def training_blocks(modules: Iterable[torch.nn.Module], recompute: bool = False) -> Iterator[None]:
+    """Runs each transformer block so that its backward pass is right and, with `recompute`, light on memory
+    (activations recomputed in the backward pass: much less memory, ~30% more time).
+
+    ComfyUI's FLUX blocks add into their input in place (`x += ...`) after a norm saved that input for the
+    backward pass: autograd refuses that, and torch's non-reentrant checkpoint would silently differentiate the
+    changed values. So a block's saved tensors that share storage with its inputs are copied as they are saved
+    (`_protected`), and recomputation is torch's reentrant checkpoint, which runs the forward without autograd
+    on copies of the inputs and reruns it, protected, in the backward pass (`_recomputed`).
 
     Sets an instance-level `forward` on each module for the duration and removes it after, so the
     class and any other user of the module are untouched once the block exits.
     """
     patched = []
+    run = _recomputed if recompute else _protected
     try:
-        if enabled:
-            for module in modules:
-                if "forward" in vars(module):
-                    continue
-                original = module.forward
+        for module in modules:
+            if "forward" in vars(module):
+                continue
 
-                def forward(*args, _original=original, **kwargs):
-                    if not torch.is_grad_enabled():
-                        return _original(*args, **kwargs)
-                    return torch.utils.checkpoint.checkpoint(_original, *args, use_reentrant=False, **kwargs)
+            def forward(*args, _original=module.forward, **kwargs):
+                if not torch.is_grad_enabled():
+                    return _original(*args, **kwargs)
+                return run(_original, *args, **kwargs)
 
-                module.forward = forward
-                patched.append(module)
+            module.forward = forward
+            patched.append(module)
         yield
     finally:
         for module in patched:
             del module.forward
 
 
-def transformer_blocks(unet: torch.nn.Module) -> list[torch.nn.Module]:
-    """The UNet's transformer blocks, what `gradient_checkpointing` recomputes (ComfyUI and diffusers alike)."""
-    return [module for module in unet.modules() if type(module).__name__ == "BasicTransformerBlock"]
+def _protected(forward: Callable, *args, **kwargs):
+    """`forward` with every tensor it saves for backward that shares storage with its inputs copied when saved."""
+    inputs = {tensor.untyped_storage().data_ptr() for tensor in (*args, *kwargs.values()) if torch.is_tensor(tensor)}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.clone() if tensor.untyped_storage().data_ptr() in inputs else tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        return forward(*args, **kwargs)
+
+
+def _recomputed(forward: Callable, *args, **kwargs):
+    """`forward` under torch's reentrant checkpoint, which takes positional arguments only and gives gradients only
+    when an input requires one: a first block's input (from frozen layers) is made to, so its LoRA layers train."""
+    names = list(kwargs)
+    flat = [*args, *(kwargs[name] for name in names)]
+    tensors = [i for i, value in enumerate(flat) if torch.is_tensor(value)]
+    if tensors and not any(flat[i].requires_grad for i in tensors):
+        flat[tensors[0]] = flat[tensors[0]].detach().requires_grad_()
+
+    def run(*flat):
+        flat = [value.clone() if torch.is_tensor(value) else value for value in flat]
+        return _protected(forward, *flat[: len(args)], **dict(zip(names, flat[len(args) :])))
+
+    return torch.utils.checkpoint.checkpoint(run, *flat, use_reentrant=True)
+
+
+TRANSFORMER_BLOCKS = {"BasicTransformerBlock", "DoubleStreamBlock", "SingleStreamBlock"}
+"""The class names of a UNet's transformer blocks (ComfyUI and diffusers alike) and of a FLUX DiT's (ComfyUI's)."""
+
+
+def transformer_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The denoiser's transformer blocks, what `training_blocks` runs."""
+    return [module for module in model.modules() if type(module).__name__ in TRANSFORMER_BLOCKS]
 
 
 def moving_average(values: list[float], smooth: int = 20) -> list[float]:

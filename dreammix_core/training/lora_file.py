@@ -1,9 +1,10 @@
 """Subject LoRA files as ComfyUI's LoRA loaders read them, whichever host trained them.
 
-The layout is kohya's: `lora_unet_<diffusers module name with "." as "_">` followed by `.lora_down.weight`
+The layout is kohya's: `lora_unet_<module name with "." as "_">` followed by `.lora_down.weight`
 (rank × in), `.lora_up.weight` (out × rank) and `.alpha`; the update of a weight W is
-alpha / rank · up @ down. ComfyUI maps these keys for every UNet it knows a diffusers layout of
-(`comfy.lora.model_lora_keys_unet`), and diffusers and kohya's tools read them too.
+alpha / rank · up @ down. A UNet's modules go by their diffusers names, which ComfyUI maps for every UNet
+it knows a diffusers layout of; a FLUX DiT's by ComfyUI's (= BFL's) names, as kohya's FLUX LoRAs
+(`comfy.lora.model_lora_keys_unet` maps both); diffusers and kohya's tools read them too.
 """
 
 from __future__ import annotations
@@ -18,19 +19,13 @@ from safetensors.torch import save_file
 
 from ..errors import DreamMixInputError
 
-TARGETS = {
-    "attention k, v, out (DreamMix)": r"\.attn\d+\.(to_k|to_v|to_out\.0)$",
-    "attention q, k, v, out": r"\.attn\d+\.(to_q|to_k|to_v|to_out\.0)$",
-}
-"""Which linear layers get a LoRA, as a regular expression searched in the module name (ComfyUI and diffusers
-name a UNet's attention projections alike). method.md §4: key, value and output, not the query."""
-
 CHECKPOINTS_SUFFIX = ".checkpoints"
 """A LoRA file's training checkpoints live in `<name>.checkpoints/` beside it."""
 
 
 def kohya_key(module: str) -> str:
-    """The key prefix of a UNet module's LoRA, from its diffusers name (`down_blocks.1.attentions.0...to_k`)."""
+    """The key prefix of a module's LoRA, from its name (`down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k`,
+    `single_blocks.0.linear1`)."""
     return "lora_unet_" + module.replace(".", "_")
 
 

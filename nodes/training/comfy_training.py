@@ -1,5 +1,5 @@
 """The training loop's model side on ComfyUI: the LoRA adapters, the encoded training copies, the
-epsilon prediction, and the module names ComfyUI's LoRA loaders read.
+prediction and its target (epsilon for SD, velocity for FLUX), and the module names ComfyUI's LoRA loaders read.
 
 The LoRA layers are ComfyUI's own training adapters (`comfy.weight_adapter.lora.LoraDiff`) attached
 with `ModelPatcher.add_weight_wrapper`, the mechanism ComfyUI's TrainLoraNode uses: the base weights
@@ -9,10 +9,12 @@ it, and the returned MODEL is an ordinary patched clone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import re
+from collections.abc import Iterator
 
 import comfy.model_management
+import comfy.model_sampling
 import comfy.utils
 import torch
 from comfy.weight_adapter.lora import LoraDiff
@@ -20,7 +22,9 @@ from comfy.weight_adapter.lora import LoraDiff
 from ...dreammix_core.errors import DreamMixInputError
 from ...dreammix_core.training.data import Copy, masked_image
 from ...dreammix_core.training.loop import tensor_digest
-from ...dreammix_core.training.lora_file import TARGETS
+from ...dreammix_core.training.lora_targets import adapted_part, restrict
+from ...dreammix_core.training.loss import flow_velocity
+from ..comfy_backend import is_inpainting_model
 
 LOG = logging.getLogger("DreamMix")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -28,31 +32,34 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def attach_lora(trainer, target_modules: str, rank: int, alpha: float, seed: int) -> dict[str, LoraDiff]:
-    """A LoraDiff on every matching linear layer of `trainer` (a MODEL clone), keyed by module name.
+    """A LoraDiff on every linear layer of `trainer` (a MODEL clone) that the recipe adapts, keyed by module name,
+    held to the adapted part of fused layers (`lora_targets`).
 
     peft's "gaussian" init: up = 0, down ~ N(0, 1/rank), so the untrained LoRA changes nothing.
     """
-    pattern = re.compile(TARGETS[target_modules])
     generator = torch.Generator().manual_seed(seed)
     adapters: dict[str, LoraDiff] = {}
     with torch.inference_mode(False):
         for name, module in trainer.model.named_modules():
             weight = getattr(module, "weight", None)
-            if not (
-                name.startswith("diffusion_model.") and pattern.search(name) and hasattr(module, "weight_function")
-            ):
+            if not (name.startswith("diffusion_model.") and hasattr(module, "weight_function")):
                 continue
             if weight is None or weight.ndim != 2:
+                continue
+            part = adapted_part(name, tuple(weight.shape), target_modules)
+            if part is None:
                 continue
             up = torch.zeros(weight.shape[0], rank)
             down = torch.randn(rank, weight.shape[1], generator=generator) / rank
             adapter = LoraDiff((up, down, float(alpha), None, None, None))
             adapter.alpha.requires_grad_(False)
+            restrict(adapter.lora_up.weight, adapter.lora_down.weight, part)
             trainer.add_weight_wrapper(f"{name}.weight", adapter)
             adapters[name] = adapter
     if not adapters:
         raise DreamMixInputError(
-            "This model has no attention projections this trainer can adapt (SD1.5/SD2/SDXL UNets)."
+            "This model has no attention projections this trainer can adapt (SD1.5/SD2/SDXL UNets, FLUX.1 and "
+            "FLUX.2 DiTs)."
         )
     return adapters
 
@@ -110,7 +117,7 @@ def encode_copies(model, clip, vae, copies: list[Copy], prompts: list[str], side
     while the LoRA trains. Each distinct pixel content is VAE-encoded once: every copy of a photo already
     at the training size (regular images, square photos) is the same crop."""
     base = model.model
-    inpainting = len(getattr(base, "concat_keys", ())) > 0
+    inpainting = is_inpainting_model(model)
     encoding = comfy.utils.ProgressBar(len(copies))
     encoded_pixels: dict[str, torch.Tensor] = {}
 
@@ -139,11 +146,26 @@ def encode_copies(model, clip, vae, copies: list[Copy], prompts: list[str], side
                 extra["pooled_output"] = pooled.clone()
             if inpainting:
                 extra["concat_latent_image"] = encode(masked_image(copy.image, copy.mask))
-                extra["denoise_mask"] = copy.mask[None].clone()
+                extra["concat_mask"] = copy.mask[None].clone()
             conds.append({key: value.cond.clone() for key, value in base.extra_conds(**extra).items()})
             encoding.update_absolute(index + 1)
     LOG.info("DreamMix: %d training copies from %d distinct VAE encodes", len(copies), len(encoded_pixels))
     return latents, conds, inpainting
+
+
+@contextlib.contextmanager
+def training_mode() -> Iterator[None]:
+    """ComfyUI's flag for running its models with a backward pass, set as its own trainer sets it: FLUX's rope
+    (v0.33) then runs as plain torch instead of comfy_kitchen's forward-only kernel. Older ComfyUI has no flag."""
+    if not hasattr(comfy.model_management, "in_training"):
+        yield
+        return
+    previous = comfy.model_management.in_training
+    comfy.model_management.in_training = True
+    try:
+        yield
+    finally:
+        comfy.model_management.in_training = previous
 
 
 def autocast_dtype(training_dtype: str, device: torch.device) -> torch.dtype | None:
@@ -153,21 +175,28 @@ def autocast_dtype(training_dtype: str, device: torch.device) -> torch.dtype | N
     return DTYPES.get(training_dtype)
 
 
-def eps_predictor(trainer, latents: list[torch.Tensor], conds: list[dict], dtype: torch.dtype | None):
-    """predict_eps(index, noise, timestep) of the training loop, on ComfyUI's model and its sampling."""
+def predictor(trainer, latents: list[torch.Tensor], conds: list[dict], dtype: torch.dtype | None):
+    """predict(index, noise, timestep) of the training loop, on ComfyUI's model and its sampling.
+
+    `timestep` indexes the model's own sigma table (`model_sampling.sigmas`: SD's 1000 training timesteps; a
+    FLUX model's 10000 shifted flow times), so the draw follows the family's schedule and shift. ComfyUI models
+    return the denoised latent x0_hat; (x_t - x0_hat) / sigma is epsilon's prediction for SD
+    (x_t = x0 + sigma·eps) and the velocity's for a flow model (x_t = sigma·noise + (1 - sigma)·x0).
+    """
     device = trainer.load_device
     sampling = trainer.model.model_sampling
+    flow = isinstance(sampling, comfy.model_sampling.CONST)
     transformer_options = trainer.model_options.get("transformer_options", {})
 
-    def predict_eps(index: int, noise: torch.Tensor, timestep: int) -> torch.Tensor:
+    def predict(index: int, noise: torch.Tensor, timestep: int) -> tuple[torch.Tensor, torch.Tensor]:
         x0 = latents[index][None].to(device)
-        sigma = sampling.sigma(torch.tensor([float(timestep)], device=device)).to(device)
+        sigma = sampling.sigmas[timestep].reshape(1).to(device)
         noise = noise.to(device)
         x_t = sampling.noise_scaling(sigma, noise, x0)
         kwargs = {key: value.to(device) for key, value in conds[index].items()}
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             denoised = trainer.model.apply_model(x_t, sigma, transformer_options=transformer_options, **kwargs)
-        # ComfyUI models return the denoised latent; the method's loss is on epsilon: eps = (x_t - x0_hat) / sigma
-        return (x_t - denoised.float()) / sigma.view(-1, 1, 1, 1)
+        prediction = (x_t - denoised.float()) / sigma.view(-1, 1, 1, 1)
+        return prediction, flow_velocity(noise, x0) if flow else noise
 
-    return predict_eps
+    return predict

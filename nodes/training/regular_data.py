@@ -30,7 +30,7 @@ from ...dreammix_core.training.regular_data import (
     save_pair,
 )
 from .. import inputs
-from ..comfy_backend import native_resolution
+from ..comfy_backend import check_model_inputs, native_resolution, spatial_factor
 
 CATEGORY = "DreamMix/training"
 LOG = logging.getLogger("DreamMix")
@@ -79,7 +79,7 @@ class DreamMixRegularData(io.ComfyNode):
                     inputs.MAX_TRAINING_RESOLUTION,
                 ),
                 inputs.steps(25, 200, "Sampling steps per image."),
-                inputs.cfg(6.0, 30.0, "Classifier-free guidance."),
+                inputs.cfg(6.0, 30.0, "Classifier-free guidance; 1 for FLUX.1 [dev] and Fill (guidance-distilled)."),
                 inputs.sampler("euler", "Sampler."),
                 inputs.scheduler("normal", "Scheduler."),
                 inputs.seed(
@@ -141,7 +141,9 @@ class DreamMixRegularData(io.ComfyNode):
         check_regular_prompts(prompts)
         if clip is None:
             raise DreamMixInputError("No CLIP is connected: regular images need the base model's text encoder.")
+        check_model_inputs(model, vae, {})
         side = resolution or native_resolution(model)
+        cell = spatial_factor(vae)
         root = dataset_root(dataset_folder)
         todo = missing_images(root, prompts, images_per_prompt)
         LOG.info("DreamMix regular data: %d images to generate, the rest reused, in %s", len(todo), root)
@@ -153,7 +155,7 @@ class DreamMixRegularData(io.ComfyNode):
             if prompt not in conds:
                 conds[prompt] = clip.encode_from_tokens_scheduled(clip.tokenize(prompt + background_suffix))
             seed_i = image_seed(seed, prompt, i)
-            latent = comfy.sample.fix_empty_latent_channels(model, torch.zeros(1, 4, side // 8, side // 8))
+            latent = torch.zeros(1, vae.latent_channels, side // cell, side // cell)
             noise = comfy.sample.prepare_noise(latent, seed_i)
             callback = latent_preview.prepare_callback(model, steps)
             samples = comfy.sample.sample(

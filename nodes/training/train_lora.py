@@ -33,17 +33,17 @@ from ...dreammix_core.training.loop import (
     loss_curve_image,
     run_fingerprint,
     train,
+    training_blocks,
     transformer_blocks,
 )
-from ...dreammix_core.training.loop import gradient_checkpointing as recompute_in_backward
 from ...dreammix_core.training.lora_file import (
     CHECKPOINTS_SUFFIX,
-    TARGETS,
     TrainingRecord,
     checkpoint_folder,
     refuse_existing,
     save_lora,
 )
+from ...dreammix_core.training.lora_targets import KV_OUT, RECIPES
 from ...dreammix_core.training.loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, latent_mask
 from ...dreammix_core.training.regular_data import read_regular_dataset
 from .. import inputs
@@ -55,9 +55,10 @@ from .comfy_training import (
     autocast_dtype,
     diffusers_names,
     encode_copies,
-    eps_predictor,
     freeze_base_weights,
+    predictor,
     trainable_parameters,
+    training_mode,
 )
 from .regular_data import dataset_root
 
@@ -118,9 +119,10 @@ class DreamMixTrainSubjectLoRA(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "target_modules",
-                    options=list(TARGETS),
-                    default=next(iter(TARGETS)),
-                    tooltip="Which UNet attention projections get a LoRA (method: key, value, output; not query).",
+                    options=list(RECIPES),
+                    default=KV_OUT,
+                    tooltip="Which attention projections get a LoRA (method: key, value, output; not query). On "
+                    "FLUX's fused layers (qkv, and the single blocks' attention + MLP) only those parts change.",
                 ),
                 io.Int.Input(
                     "grad_accumulation",
@@ -164,7 +166,7 @@ class DreamMixTrainSubjectLoRA(io.ComfyNode):
                     tooltip="Augmented copies per regular image.",
                 ),
                 inputs.resolution(
-                    "Training side; 0 = the family's native (512 SD1.5, 1024 SDXL). Lower saves memory.",
+                    "Training side; 0 = the family's native (512 SD1.5, 1024 SDXL and FLUX). Lower saves memory.",
                     inputs.MAX_TRAINING_RESOLUTION,
                 ),
                 inputs.seed(
@@ -329,7 +331,7 @@ def _train(
         inside_weight=inside_weight,
         outside_weight=outside_weight,
         checkpoint_every=checkpoint_every,
-        num_timesteps=len(sampling.sigmas) if hasattr(sampling, "sigmas") else 1000,
+        num_timesteps=len(sampling.sigmas),
     )
     run_id = run_fingerprint(
         settings, copies, prompts, side, rank=rank, alpha=alpha, targets=target_modules,
@@ -346,20 +348,20 @@ def _train(
 
     trainer = model.clone()
     adapters = attach_lora(trainer, target_modules, rank, alpha, seed)
-    predict_eps = eps_predictor(trainer, latents, conds, autocast_dtype(training_dtype, trainer.load_device))
+    predict = predictor(trainer, latents, conds, autocast_dtype(training_dtype, trainer.load_device))
     progress = comfy.utils.ProgressBar(steps)
     blocks = transformer_blocks(trainer.model.diffusion_model)
     comfy.model_management.unload_all_models()
     try:
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), training_mode():
             comfy.model_management.load_models_gpu([trainer], memory_required=1e20, force_full_load=True)
             freeze_base_weights(trainer.model)
-            with recompute_in_backward(blocks, gradient_checkpointing):
+            with training_blocks(blocks, gradient_checkpointing):
                 result = train(
                     trainable_parameters(adapters),
                     examples,
                     sampler,
-                    predict_eps,
+                    predict,
                     settings,
                     run_id=run_id,
                     checkpoint_folder=checkpoint_folder(lora_path),

@@ -18,8 +18,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 from probe import run_probe
+from test_flux import NOT_TINY
 
 PROBE = Path(__file__).with_name("training_probe.py")
+LORA_TENSORS = ("lora_up.weight", "lora_down.weight", "alpha")
 
 
 # What each module of the core-trained LoRA must patch in tiny_sd15, mapped by hand: the one transformer sits in the
@@ -64,13 +66,13 @@ def write_core_trained_lora(loras: Path) -> None:
     (loras / "core.json").write_text(json.dumps(CORE_TARGETS))
 
 
-def probe(comfy_install, checkpoints, tmp_path_factory, family: str) -> dict:
+def probe(comfy_install, checkpoints, tmp_path_factory, family: str, *extra: str) -> dict:
     root = tmp_path_factory.mktemp(f"training-{family}")
     work = root / "work"
     (work / "loras").mkdir(parents=True)
     if family == "sd15":
         write_core_trained_lora(work / "loras")
-    args = [str(checkpoints.directory), str(work), family]
+    args = [str(checkpoints.directory), str(work), family, *extra]
     data = run_probe(comfy_install, PROBE, "TRAINING_PROBE", args, root, timeout=1800)
     print("TRAINING", family, json.dumps(data))
     return data
@@ -143,7 +145,7 @@ def test_refusals_before_any_generation_or_step(report) -> None:
         "training_without_clip": "DreamMixInputError: No CLIP is connected: the prompts need the model's text encoder.",
         "mask_of_no_mask_shape": "DreamMixInputError: Unexpected mask shape (8,).",
         "sd3_model": "DreamMixInputError: This model has no attention projections this trainer can adapt "
-        "(SD1.5/SD2/SDXL UNets).",
+        "(SD1.5/SD2/SDXL UNets, FLUX.1 and FLUX.2 DiTs).",
     }
     assert report["refusals_left_no_file"]
 
@@ -183,6 +185,82 @@ def test_autocast_dtypes_train_to_close_losses(report) -> None:
     for dtype in ("bf16", "fp16"):
         assert losses[dtype] != losses["fp32"], f"{dtype} autocast had no effect"
         assert losses[dtype] == pytest.approx(losses["fp32"], rel=0.02)
+
+
+# --- FLUX.1, FLUX.1 Fill, FLUX.2 (tiny DiTs of make_flux_models.py) ----------------------------
+
+FLUX_LAYERS = ("double_blocks_0_img_attn_qkv", "double_blocks_0_img_attn_proj", "double_blocks_0_txt_attn_qkv",
+               "double_blocks_0_txt_attn_proj", "single_blocks_0_linear1", "single_blocks_0_linear2")  # fmt: skip
+"""The attention projections of the tiny DiTs' one double and one single block, in kohya's FLUX names."""
+
+
+@pytest.fixture(scope="module")
+def flux_report(comfy_install, checkpoints, flux_folder, tmp_path_factory) -> dict:
+    return probe(comfy_install, checkpoints, tmp_path_factory, "flux", str(flux_folder))
+
+
+def flux_entry(flux_report: dict, unet: str) -> dict:
+    if unet not in flux_report:
+        pytest.skip(NOT_TINY.format(unet=unet))
+    return flux_report[unet]
+
+
+@pytest.mark.parametrize("unet", ["tiny_flux1", "tiny_flux1_fill", "tiny_flux2"])
+def test_flux_lora_is_saved_under_kohya_flux_keys_and_round_trips(flux_report: dict, unet: str) -> None:
+    """The trained MODEL and the saved file loaded by LoraLoaderModelOnly give the same prediction, and the LoRA
+    changed it; every key is one LoraLoaderModelOnly maps (no "lora key not loaded")."""
+    entry = flux_entry(flux_report, unet)
+    print(unet, "round trip", entry["roundtrip_max_diff"], "vs base", entry["trained_vs_base_max_diff"])
+    expected = {f"lora_unet_{layer}.{kind}" for layer in FLUX_LAYERS for kind in LORA_TENSORS}
+    assert set(entry["lora_keys"]) == expected
+    assert entry["roundtrip_max_diff"] == 0.0
+    assert entry["trained_vs_base_max_diff"] > 1e-4
+    assert flux_report["key_warnings"] == []
+
+
+@pytest.mark.parametrize("unet", ["tiny_flux1", "tiny_flux1_fill", "tiny_flux2"])
+def test_flux_fused_layers_train_only_key_value_and_attention_out(flux_report: dict, unet: str) -> None:
+    """The DreamMix recipe (k, v, out) on fused layers: q rows and the MLP's rows / columns of the up and down
+    matrices stay exactly zero, k and v rows and the attention columns trained (rank 4, hidden 128)."""
+    entry = flux_entry(flux_report, unet)
+    hidden, rank = entry["hidden"], 4
+    assert entry["nonzero"] == {
+        "qkv_up_q": 0,
+        "qkv_up_kv": 2 * hidden * rank,
+        "txt_qkv_up_q": 0,
+        "linear1_up_q": 0,
+        "linear1_up_kv": 2 * hidden * rank,
+        "linear1_up_mlp": 0,
+        "linear2_down_attention": rank * hidden,
+        "linear2_down_mlp": 0,
+    }
+
+
+@pytest.mark.parametrize("unet", ["tiny_flux1", "tiny_flux1_fill", "tiny_flux2"])
+def test_flux_regular_data_and_resume(flux_report: dict, unet: str) -> None:
+    """Regular data generated with the DiT comes out at the asked size (FLUX.2's latent cell is 16 pixels, FLUX.1's
+    8); a run resumed from its step-2 checkpoint writes the LoRA the uninterrupted run wrote, bit for bit."""
+    entry = flux_entry(flux_report, unet)
+    assert entry["regular_images_shape"] == [1, 64, 64, 3]
+    assert entry["resume_same_keys"] and entry["resume_max_diff"] == 0.0
+
+
+def test_flux_fill_trains_with_the_mask_and_the_masked_image(flux_report: dict) -> None:
+    """FLUX.1 Fill's 64 mask channels carried the training copy's mask (0 and 1), not the no-mask default of ones."""
+    assert flux_entry(flux_report, "tiny_flux1_fill")["fill_masks_seen"] == [[0.0, 1.0]]
+
+
+def test_flux_gradient_checkpointing_and_bf16(flux_report: dict) -> None:
+    """Checkpointing runs every double and single block again in the backward pass for the same LoRA (ComfyUI's
+    FLUX blocks add into their input in place: see loop.training_blocks); bf16 autocast changes the arithmetic
+    (losses differ from fp32) but stays within 2 %."""
+    entry = flux_entry(flux_report, "tiny_flux1")
+    plain, recomputed = entry["block_calls_plain_recomputed"]
+    fp32, bf16 = entry["losses_fp32_bf16"]
+    print("flux block calls", plain, recomputed, "losses fp32", fp32, "bf16", bf16)
+    assert plain > 0 and recomputed == 2 * plain
+    assert entry["checkpointing_max_diff"] == 0.0
+    assert bf16 != fp32 and bf16 == pytest.approx(fp32, rel=0.02)
 
 
 # --- SDXL (last: the models are large and slow on CPU) ---------------------------------------

@@ -1,8 +1,10 @@
 """Exercises the training nodes on a real ComfyUI in one process; prints one JSON line `TRAINING_PROBE {...}`.
 
-usage: python training_probe.py COMFYUI_PATH PACK_DIR CHECKPOINT_DIR WORK_DIR [sd15|sdxl]
+usage: python training_probe.py COMFYUI_PATH PACK_DIR CHECKPOINT_DIR WORK_DIR [sd15|sdxl|flux FLUX_DIR]
 PACK_DIR is a custom_nodes-style folder whose name ComfyUI imports the pack under. `sd15` (default)
-runs every check on the tiny SD1.5 pair; `sdxl` trains on the tiny SDXL checkpoint and round-trips it.
+runs every check on the tiny SD1.5 pair; `sdxl` trains on the tiny SDXL checkpoint and round-trips it;
+`flux` trains on each tiny FLUX diffusion model in FLUX_DIR (make_flux_models.py) with the tiny SD1.5
+checkpoint's CLIP-L as its text encoder, and round-trips the LoRAs.
 Runs on CPU. Calls ComfyUI's own LoraLoaderModelOnly to load the saved LoRA (a test may call other nodes).
 """
 
@@ -18,6 +20,8 @@ import time
 SIDE = 64
 RESUME_STEPS = 10
 """Steps of the cancel-and-resume runs: the cancel lands between step 3 and 9 whenever the progress hook hears."""
+FLUX_MODELS = {"tiny_flux1": "tiny_flux1_vae", "tiny_flux1_fill": "tiny_flux1_vae", "tiny_flux2": "tiny_flux2_vae"}
+"""The tiny FLUX diffusion models and their VAEs (make_flux_models.py); those this ComfyUI cannot detect are absent."""
 
 
 class LogCapture(logging.Handler):
@@ -29,13 +33,14 @@ class LogCapture(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: str = "sd15") -> dict:
+def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: str = "sd15", flux_dir: str = "") -> dict:
     sys.path.insert(0, comfyui)
     sys.argv = [sys.argv[0], "--cpu"]
     import comfy.options
 
     comfy.options.enable_args_parsing()
     import comfy.model_management
+    import comfy.model_sampling
     import comfy.sd
     import comfy.utils
     import folder_paths
@@ -64,7 +69,7 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
                 os.path.join(checkpoint_dir, name), output_vae=True, output_clip=True
             )[:3]
 
-    model, clip, vae = load(f"tiny_{family}.safetensors")
+    model, clip, vae = load("tiny_sd15.safetensors" if family == "flux" else f"tiny_{family}.safetensors")
 
     # four subject "photos" of different sizes: a coloured square on a grey background
     generator = torch.Generator().manual_seed(0)
@@ -112,20 +117,33 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     def key_warnings() -> list[str]:
         return [line for line in capture.lines if "lora key not loaded" in line or "NOT LOADED" in line]
 
-    def output(patcher, prompt: str) -> torch.Tensor:
-        """The model's denoised prediction for a fixed noisy latent and the prompt, the patcher's patches applied."""
-        x = torch.randn(1, 4, SIDE // 8, SIDE // 8, generator=torch.Generator().manual_seed(1))
-        sigma = torch.tensor([3.0])
+    def output_of(patcher, prompt: str, latent_vae) -> torch.Tensor:
+        """The model's denoised prediction for a fixed noisy latent (the shape `latent_vae` gives a SIDE image) and
+        the prompt, the patcher's patches applied."""
+        with torch.no_grad():
+            shape = latent_vae.encode(torch.zeros(1, SIDE, SIDE, 3)).shape
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+        flow = isinstance(patcher.model.model_sampling, comfy.model_sampling.CONST)
+        sigma = torch.tensor([0.5 if flow else 3.0])
         context, pooled = clip.encode_from_tokens(clip.tokenize(prompt), return_pooled=True)
-        conds = model.model.extra_conds(cross_attn=context, pooled_output=pooled, width=SIDE, height=SIDE)
+        conds = patcher.model.extra_conds(
+            cross_attn=context, pooled_output=pooled, width=SIDE, height=SIDE, noise=x, device=torch.device("cpu")
+        )
         comfy.model_management.load_models_gpu([patcher], force_full_load=True)
         with torch.no_grad():
             return patcher.model.apply_model(x, sigma, **{key: value.cond for key, value in conds.items()}).clone()
 
-    def round_trip(trained, lora_file: str, prompt: str) -> dict:
+    def output(patcher, prompt: str) -> torch.Tensor:
+        return output_of(patcher, prompt, vae)
+
+    def round_trip(trained, lora_file: str, prompt: str, base=None, base_vae=None) -> dict:
         """The saved LoRA through ComfyUI's LoraLoaderModelOnly against the trained MODEL and the base."""
-        loaded = nodes.LoraLoaderModelOnly().load_lora_model_only(model, lora_file, 1.0)[0]
-        out_trained, out_loaded, out_base = output(trained, prompt), output(loaded, prompt), output(model, prompt)
+        if base is None:
+            base, base_vae = model, vae
+        loaded = nodes.LoraLoaderModelOnly().load_lora_model_only(base, lora_file, 1.0)[0]
+        out_trained, out_loaded, out_base = (
+            output_of(patcher, prompt, base_vae) for patcher in (trained, loaded, base)
+        )
         keys = sorted(comfy.utils.load_torch_file(os.path.join(loras, lora_file)))
         return {
             "roundtrip_max_diff": float((out_trained - out_loaded).abs().max()),
@@ -133,6 +151,9 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
             "lora_keys": keys[:3],
             "lora_key_count": len(keys),
         }
+
+    if family == "flux":
+        return flux_checks(flux_dir, clip, run_train, output_of, round_trip, key_warnings, data_node)
 
     if family == "sdxl":
         start = time.perf_counter()
@@ -337,5 +358,110 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     return report
 
 
+def flux_checks(flux_dir: str, clip, run_train, output_of, round_trip, key_warnings, data_node) -> dict:
+    """Per tiny FLUX model: regular data generated with it, a short training run with that data, its LoRA's keys
+    and fused-layer parts, the round trip through LoraLoaderModelOnly, the run resumed from its step-2 checkpoint,
+    and (FLUX.1 Fill) the mask the model saw; on FLUX.1, gradient checkpointing and bf16 autocast."""
+    import comfy.sd
+    import comfy.utils
+    import folder_paths
+    import torch
+
+    from dreammix_core.training.loop import load_checkpoint  # the pack's core, on sys.path since main()
+
+    report: dict = {}
+    for unet, vae_name in FLUX_MODELS.items():
+        path = os.path.join(flux_dir, "diffusion_models", f"{unet}.safetensors")
+        if not os.path.exists(path):
+            continue
+        with torch.inference_mode():  # as UNETLoader / VAELoader run in ComfyUI's executor
+            model = comfy.sd.load_diffusion_model(path)
+            vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(os.path.join(flux_dir, "vae", f"{vae_name}.safetensors")))
+        dit = model.model.diffusion_model
+        seen_masks: list[list[float]] = []
+
+        def fill_mask(module, args, kwargs):
+            """FLUX.1 Fill's input: 16 noisy + 16 masked-image latent channels + 64 mask channels (8x8 folded)."""
+            x = args[0] if args else kwargs["x"]
+            if x.shape[1] == 96 and torch.is_grad_enabled():
+                seen_masks.append(sorted(float(v) for v in x[:, 32:].unique()))
+
+        calls = {"n": 0}  # of each block's first projection: a recomputed block runs it again in the backward pass
+        hooks = [dit.register_forward_pre_hook(fill_mask, with_kwargs=True)]
+        hooks += [
+            layer.register_forward_hook(lambda *_: calls.update(n=calls["n"] + 1))
+            for name, layer in dit.named_modules()
+            if name.endswith(("img_attn.qkv", "linear1"))
+        ]
+        with torch.inference_mode():  # as ComfyUI's executor runs nodes
+            dataset, regular_images, _ = data_node.execute(
+                model, clip, vae, regular_prompts="a photo of a box", images_per_prompt=1,
+                dataset_folder=f"regular_{unet}", resolution=SIDE, steps=2, cfg=1.0, sampler_name="euler",
+                scheduler="simple", seed=0, background_suffix="", negative_prompt="", mask_threshold=0.15,
+            ).args  # fmt: skip
+        entry = {"regular_images_shape": list(regular_images.shape)}
+        recipe = dict(steps=4, learning_rate=1e-2, subject_copies=1, checkpoint_every=2, regular_dataset=dataset)
+        start = time.perf_counter()
+        trained, lora_file, _ = run_train(model, clip, vae, lora_name=unet, **recipe)
+        entry["train_seconds"] = time.perf_counter() - start
+        entry |= round_trip(trained, lora_file, "a photo of a sks box", model, vae)
+        lora = comfy.utils.load_torch_file(os.path.join(folder_paths.get_folder_paths("loras")[0], lora_file))
+        entry["lora_keys"] = sorted(lora)
+        hidden = dit.hidden_size
+
+        def nonzero(key: str, rows=slice(None), columns=slice(None)) -> int:
+            return int(torch.count_nonzero(lora[key][rows, columns]))
+
+        entry["nonzero"] = {
+            "qkv_up_q": nonzero("lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight", slice(0, hidden)),
+            "qkv_up_kv": nonzero("lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight", slice(hidden, None)),
+            "txt_qkv_up_q": nonzero("lora_unet_double_blocks_0_txt_attn_qkv.lora_up.weight", slice(0, hidden)),
+            "linear1_up_q": nonzero("lora_unet_single_blocks_0_linear1.lora_up.weight", slice(0, hidden)),
+            "linear1_up_kv": nonzero("lora_unet_single_blocks_0_linear1.lora_up.weight", slice(hidden, 3 * hidden)),
+            "linear1_up_mlp": nonzero("lora_unet_single_blocks_0_linear1.lora_up.weight", slice(3 * hidden, None)),
+            "linear2_down_attention": nonzero(
+                "lora_unet_single_blocks_0_linear2.lora_down.weight", columns=slice(0, hidden)
+            ),
+            "linear2_down_mlp": nonzero(
+                "lora_unet_single_blocks_0_linear2.lora_down.weight", columns=slice(hidden, None)
+            ),
+        }
+        entry["hidden"] = hidden
+        entry["fill_masks_seen"] = seen_masks[:1]
+
+        # resumed from the step-2 checkpoint (the LoRA and the last checkpoint removed): the same file
+        lora_path = os.path.join(folder_paths.get_folder_paths("loras")[0], lora_file)
+        os.remove(lora_path)
+        os.remove(os.path.join(lora_path.removesuffix(".safetensors") + ".checkpoints", "step_000004.state"))
+        run_train(model, clip, vae, lora_name=unet, **recipe)
+        resumed = comfy.utils.load_torch_file(lora_path)
+        entry["resume_same_keys"] = sorted(resumed) == sorted(lora)
+        entry["resume_max_diff"] = max(float((resumed[k] - lora[k]).abs().max()) for k in lora)
+        if unet == "tiny_flux1":  # gradient checkpointing recomputes the blocks; bf16 autocast trains close
+            runs = {}
+            for name, overrides in {
+                "plain": {},
+                "recomputed": {"gradient_checkpointing": True},
+                "bf16": {"training_dtype": "bf16"},
+            }.items():
+                calls["n"] = 0
+                run_train(model, clip, vae, lora_name=f"{unet}_{name}", steps=2, subject_copies=1, **overrides)
+                file = os.path.join(folder_paths.get_folder_paths("loras")[0], f"{unet}_{name}.safetensors")
+                state = load_checkpoint(
+                    os.path.join(os.path.dirname(file), f"{unet}_{name}.checkpoints", "step_000002.state")
+                )
+                runs[name] = (comfy.utils.load_torch_file(file), calls["n"], state["losses"])
+            entry["block_calls_plain_recomputed"] = [runs["plain"][1], runs["recomputed"][1]]
+            entry["checkpointing_max_diff"] = max(
+                float((runs["plain"][0][k] - runs["recomputed"][0][k]).abs().max()) for k in runs["plain"][0]
+            )
+            entry["losses_fp32_bf16"] = [runs["plain"][2], runs["bf16"][2]]
+        for hook in hooks:
+            hook.remove()
+        report[unet] = entry
+    report["key_warnings"] = key_warnings()
+    return report
+
+
 if __name__ == "__main__":
-    print("TRAINING_PROBE " + json.dumps(main(*sys.argv[1:6])))
+    print("TRAINING_PROBE " + json.dumps(main(*sys.argv[1:7])))

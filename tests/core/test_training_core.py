@@ -14,12 +14,12 @@ from dreammix_core.training.data import MixSampler, Photo, expand, masked_image,
 from dreammix_core.training.loop import (
     Example,
     LoopSettings,
-    gradient_checkpointing,
     loss_curve_image,
     moving_average,
     train,
+    training_blocks,
 )
-from dreammix_core.training.loss import latent_mask, weighted_eps_loss
+from dreammix_core.training.loss import latent_mask, weighted_loss
 from dreammix_core.training.mask_augment import CURVE_T, JITTER_RANGE, bezier_blob, part_boxes, part_outline
 
 
@@ -152,12 +152,12 @@ def test_loss_weights_are_2_25_inside_and_0_36_outside() -> None:
     prediction = torch.ones(1, 4, 2, 2)
     target = torch.zeros(1, 4, 2, 2)
     inside = torch.ones(1, 1, 2, 2)
-    assert weighted_eps_loss(prediction, target, inside).item() == pytest.approx(2.25)
-    assert weighted_eps_loss(prediction, target, torch.zeros(1, 1, 2, 2)).item() == pytest.approx(0.36)
+    assert weighted_loss(prediction, target, inside).item() == pytest.approx(2.25)
+    assert weighted_loss(prediction, target, torch.zeros(1, 1, 2, 2)).item() == pytest.approx(0.36)
     half = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
-    assert weighted_eps_loss(prediction, target, half).item() == pytest.approx((2.25 + 0.36) / 2)
+    assert weighted_loss(prediction, target, half).item() == pytest.approx((2.25 + 0.36) / 2)
     # squared error scales with the difference: diff 2 inside -> 4 * 2.25
-    assert weighted_eps_loss(prediction * 3, target + 1, inside).item() == pytest.approx(9.0)
+    assert weighted_loss(prediction * 3, target + 1, inside).item() == pytest.approx(9.0)
 
 
 def test_latent_mask_is_max_pooled() -> None:
@@ -247,10 +247,10 @@ def run_loop(tmp_path, steps: int, interrupt_at: int | None = None, folder: str 
     examples = [Example(tuple(latent.shape), mask) for latent, mask in zip(latents, masks)]
     calls = {"n": 0}
 
-    def predict(index: int, noise: torch.Tensor, t: int) -> torch.Tensor:
+    def predict(index: int, noise: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         level = (t + 1) / 11  # a DDPM-like variance-preserving schedule over 10 timesteps
         x_t = latents[index][None] * (1 - level) ** 0.5 + noise * level**0.5
-        return model.conv(x_t)
+        return model.conv(x_t), noise
 
     def check() -> None:
         calls["n"] += 1
@@ -334,7 +334,7 @@ def test_gradient_checkpointing_gives_same_gradients() -> None:
     block(x).square().sum().backward()
     plain = [p.grad.clone() for p in block.parameters()]
     block.zero_grad()
-    with gradient_checkpointing([block]):
+    with training_blocks([block], recompute=True):
         assert "forward" in vars(block)
         block(x).square().sum().backward()
     assert "forward" not in vars(block)
@@ -399,15 +399,16 @@ def test_background_difference_mask() -> None:
 def test_loop_step_is_adamw_on_the_weighted_loss_averaged_over_micro_steps() -> None:
     """One parameter tensor w is the prediction (plus the example's index). The reported losses, the gradient
     accumulated between micro-steps and the parameters after two steps are recomputed here from what the
-    loop handed `predict_eps`, with weights 2.0 / 0.5 and torch's own AdamW as the reference optimiser."""
+    loop handed `predict`, with weights 2.0 / 0.5 and torch's own AdamW as the reference optimiser. The target
+    `predict` returns (twice the noise, not the noise itself) is what the loss compares the prediction with."""
     masks = [torch.tensor([[[1.0, 0.0], [0.0, 0.0]]]), torch.tensor([[[0.0, 1.0], [1.0, 1.0]]])]
     examples = [Example((2, 2, 2), mask) for mask in masks]
     w = torch.nn.Parameter(torch.full((1, 2, 2, 2), 0.1))
     calls: list[tuple] = []
 
-    def predict(index: int, noise: torch.Tensor, timestep: int) -> torch.Tensor:
+    def predict(index: int, noise: torch.Tensor, timestep: int) -> tuple[torch.Tensor, torch.Tensor]:
         calls.append((index, noise.clone(), timestep, None if w.grad is None else w.grad.clone(), w.detach().clone()))
-        return w + index
+        return w + index, 2 * noise
 
     reported: list[tuple] = []
     settings = LoopSettings(
@@ -426,7 +427,7 @@ def test_loop_step_is_adamw_on_the_weighted_loss_averaged_over_micro_steps() -> 
             assert torch.allclose(seen_w, reference.detach(), atol=1e-6) and 0 <= timestep < 50
             assert (seen_grad is None) if micro == 0 else torch.allclose(seen_grad, grad, atol=1e-7)
             weight = 0.5 + 1.5 * masks[index]
-            error = reference.detach() + index - noise
+            error = reference.detach() + index - 2 * noise
             losses.append(float(((error * weight) ** 2).mean()))
             grad += 2 * weight**2 * error / error.numel() / 3
         reference.grad = grad
@@ -451,13 +452,55 @@ def test_gradient_checkpointing_recomputes_the_forward_in_backward() -> None:
     x = torch.randn(3, 8, requires_grad=True)
     for enabled, expected in ((True, 2), (False, 1)):
         runs.clear()
-        with gradient_checkpointing([block], enabled=enabled):
+        with training_blocks([block], recompute=enabled):
             block(x).square().sum().backward()
         assert len(runs) == expected, enabled
     runs.clear()
-    with gradient_checkpointing([block]), torch.no_grad():
+    with training_blocks([block], recompute=True), torch.no_grad():
         block(x)
     assert len(runs) == 1
+
+
+class AddsIntoItsInput(torch.nn.Module):
+    """ComfyUI's FLUX single block in miniature: a norm saves the input for backward, then `x += ...` changes it."""
+
+    def __init__(self, in_place: bool) -> None:
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(8, elementwise_affine=False)
+        self.linear1, self.linear2 = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+        self.in_place = in_place
+
+    def forward(self, x: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+        update = self.linear1(self.norm(x) * (1 + vec))
+        if not self.in_place:
+            x = x + update
+            return x + self.linear2(self.norm(x))
+        x += update
+        x += self.linear2(self.norm(x))
+        return x
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_blocks_that_add_into_their_input_get_the_out_of_place_gradients(recompute: bool) -> None:
+    """Two such blocks after a frozen input (as a DiT's first block, whose input needs no gradient): trained
+    through `training_blocks`, their linear layers get the gradients of the same blocks written out of place,
+    and the caller's input is what it was when recomputation reruns the forward."""
+
+    def gradients(in_place: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        blocks = [AddsIntoItsInput(in_place) for _ in range(2)]
+        for block in blocks:
+            block.norm.requires_grad_(False)
+        x, vec = torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(1)), torch.full((8,), 0.5)
+        with training_blocks(blocks, recompute=recompute and in_place):
+            for block in blocks:
+                x = block(x, vec=vec)
+            x.square().sum().backward()
+        return [p.grad for block in blocks for p in (block.linear1.weight, block.linear2.bias)]
+
+    expected = gradients(in_place=False)
+    for got, want in zip(gradients(in_place=True), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
 
 
 def column_photo(subject_columns: tuple[int, int], height: int = 64, width: int = 256) -> Photo:

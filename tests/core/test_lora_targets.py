@@ -1,0 +1,113 @@
+"""Which layers a subject LoRA adapts, and the fused FLUX layers held to their attention parts (lora_targets).
+
+The layer names and shapes are ComfyUI's FLUX.1 / FLUX.2 ones (comfy/ldm/flux/layers.py) and its UNet's, written
+out by hand with a hidden size of 8 and an MLP of 32; the expected parts are read off those layouts: q, k, v are
+the thirds of the first 3·8 rows, `linear2` reads the attention output in its first 8 columns.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dreammix_core.training.data import MixSampler
+from dreammix_core.training.loop import Example, LoopSettings, train
+from dreammix_core.training.lora_targets import KV_OUT, QKV_OUT, Part, adapted_part, restrict
+from dreammix_core.training.loss import flow_velocity
+
+HIDDEN, MLP = 8, 32
+LAYERS = {  # name: (shape, part for k/v/out, part for q/k/v/out)
+    "diffusion_model.double_blocks.0.img_attn.qkv": ((3 * HIDDEN, HIDDEN), Part(rows=(8, 24)), Part(rows=(0, 24))),
+    "diffusion_model.double_blocks.4.txt_attn.qkv": ((3 * HIDDEN, HIDDEN), Part(rows=(8, 24)), Part(rows=(0, 24))),
+    "diffusion_model.double_blocks.0.img_attn.proj": ((HIDDEN, HIDDEN), Part(), Part()),
+    "diffusion_model.double_blocks.0.txt_attn.proj": ((HIDDEN, HIDDEN), Part(), Part()),
+    "diffusion_model.single_blocks.2.linear1": ((3 * HIDDEN + MLP, HIDDEN), Part(rows=(8, 24)), Part(rows=(0, 24))),
+    "diffusion_model.single_blocks.2.linear2": ((HIDDEN, HIDDEN + MLP), Part(columns=(0, 8)), Part(columns=(0, 8))),
+    "diffusion_model.double_blocks.0.img_mlp.0": ((MLP, HIDDEN), None, None),
+    "diffusion_model.double_blocks.0.img_mod.lin": ((6 * HIDDEN, HIDDEN), None, None),
+    "diffusion_model.single_blocks.2.modulation.lin": ((3 * HIDDEN, HIDDEN), None, None),
+    "diffusion_model.txt_in": ((HIDDEN, 768), None, None),
+    "diffusion_model.joint_blocks.0.x_block.attn.qkv": ((3 * HIDDEN, HIDDEN), None, None),  # SD3: not this trainer's
+    "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q": ((HIDDEN, HIDDEN), None, Part()),
+    "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_k": ((HIDDEN, HIDDEN), Part(), Part()),
+    "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_v": ((HIDDEN, 768), Part(), Part()),
+    "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_out.0": ((HIDDEN, HIDDEN), Part(), Part()),
+    "diffusion_model.input_blocks.1.1.transformer_blocks.0.ff.net.0.proj": ((MLP, HIDDEN), None, None),
+    "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0": ((HIDDEN, HIDDEN), Part(), Part()),  # diffusers
+}
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_adapted_parts_by_hand(name: str) -> None:
+    shape, kv_out, qkv_out = LAYERS[name]
+    assert adapted_part(name, shape, KV_OUT) == kv_out
+    assert adapted_part(name, shape, QKV_OUT) == qkv_out
+
+
+def test_an_unknown_recipe_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown LoRA recipe 'attention k'"):
+        adapted_part("double_blocks.0.img_attn.qkv", (24, 8), "attention k")
+
+
+def test_restricted_loras_leave_the_query_and_the_mlp_untouched_after_adamw() -> None:
+    """A FLUX single block's two fused layers with restricted LoRAs, trained by the loop (AdamW with weight decay)
+    towards a random target: the up rows of q and of the MLP input, and linear2's down columns of the MLP, are zero
+    after training; the k, v rows and the attention columns did train; the block's query and MLP input are the base
+    layer's bit for bit."""
+    generator = torch.Generator().manual_seed(0)
+    w1 = torch.randn(3 * HIDDEN + MLP, HIDDEN, generator=generator)
+    w2 = torch.randn(HIDDEN, HIDDEN + MLP, generator=generator)
+    loras = {}
+    for name, weight in (("linear1", w1), ("linear2", w2)):
+        up = torch.nn.Parameter(torch.zeros(weight.shape[0], 2))
+        down = torch.nn.Parameter(torch.randn(2, weight.shape[1], generator=generator))
+        restrict(up, down, adapted_part(f"single_blocks.0.{name}", tuple(weight.shape), KV_OUT))
+        loras[name] = (up, down)
+    x = torch.randn(5, HIDDEN, generator=generator)
+    target = torch.randn(5, HIDDEN, generator=generator)
+
+    def adapted(weight: torch.Tensor, name: str) -> torch.Tensor:
+        up, down = loras[name]
+        return weight + up @ down
+
+    def predict(index: int, noise: torch.Tensor, timestep: int) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = x @ adapted(w1, "linear1").T
+        attention = hidden[:, :HIDDEN] * hidden[:, HIDDEN : 2 * HIDDEN] + hidden[:, 2 * HIDDEN : 3 * HIDDEN]
+        out = torch.cat([attention, hidden[:, 3 * HIDDEN :]], dim=1)
+        return (out @ adapted(w2, "linear2").T)[None, None], target[None, None]
+
+    params = {f"{name}.{kind}": p for name, pair in loras.items() for kind, p in zip(("up", "down"), pair)}
+    settings = LoopSettings(steps=5, learning_rate=1e-2, weight_decay=0.1, grad_accumulation=1, checkpoint_every=0)
+    train(params, [Example((1, 5, HIDDEN), torch.ones(1, 5, HIDDEN))], MixSampler(1, 0), predict, settings)
+
+    up1, down1 = loras["linear1"]
+    up2, down2 = loras["linear2"]
+    assert torch.count_nonzero(up1[:HIDDEN]) == 0 and torch.count_nonzero(up1[3 * HIDDEN :]) == 0
+    assert torch.count_nonzero(down2[:, HIDDEN:]) == 0
+    assert torch.count_nonzero(up1[HIDDEN : 3 * HIDDEN]) == 2 * HIDDEN * 2
+    assert torch.count_nonzero(up2) == HIDDEN * 2 and torch.count_nonzero(down2[:, :HIDDEN]) == 2 * HIDDEN
+    with torch.no_grad():
+        new_w1 = adapted(w1, "linear1")
+    assert torch.equal(new_w1[:HIDDEN], w1[:HIDDEN]) and torch.equal(new_w1[3 * HIDDEN :], w1[3 * HIDDEN :])
+    assert not torch.equal(new_w1[HIDDEN : 3 * HIDDEN], w1[HIDDEN : 3 * HIDDEN])
+
+
+def test_a_whole_layer_is_not_restricted() -> None:
+    up, down = torch.nn.Parameter(torch.ones(4, 2)), torch.nn.Parameter(torch.ones(2, 3))
+    restrict(up, down, Part())
+    (up @ down).sum().backward()
+    assert torch.equal(up, torch.ones(4, 2)) and torch.equal(up.grad, torch.full((4, 2), 3.0))
+    assert torch.equal(down.grad, torch.full((2, 3), 4.0))
+
+
+def test_flow_velocity_is_the_noisy_latents_derivative_in_sigma() -> None:
+    """x_sigma = sigma·noise + (1 - sigma)·x0 (ComfyUI's CONST noise scaling, diffusers' flow-matching scale_noise),
+    differentiated by central differences."""
+    generator = torch.Generator().manual_seed(1)
+    noise, latent = torch.randn(2, 3, generator=generator, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+
+    def noisy(sigma: float) -> torch.Tensor:
+        return sigma * noise + (1 - sigma) * latent
+
+    derivative = (noisy(0.4 + 1e-4) - noisy(0.4 - 1e-4)) / 2e-4
+    torch.testing.assert_close(flow_velocity(noise, latent), derivative, rtol=1e-8, atol=1e-8)
