@@ -28,6 +28,7 @@ USER_FILE_COMBOS = frozenset(
         ("UNETLoader", "unet_name"),
         ("DualCLIPLoader", "clip_name1"),
         ("DualCLIPLoader", "clip_name2"),
+        ("CLIPLoader", "clip_name"),
         ("VAELoader", "vae_name"),
         ("LoraLoaderModelOnly", "lora_name"),
     }
