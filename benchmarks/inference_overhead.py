@@ -41,6 +41,9 @@ What "memory" means:
 Usage:
   python benchmarks/inference_overhead.py --comfyui /opt/ComfyUI --ckpt tiny_sd15.safetensors \
       --ckpt-dir ~/.cache/dreammix-tests/checkpoints --size 256 --steps 12
+  python benchmarks/inference_overhead.py --comfyui /opt/ComfyUI --unet flux-2-klein-4b.safetensors \
+      --vae flux2-vae.safetensors --clip qwen_3_4b.safetensors --clip-type flux2 --cfg 1 --scheduler simple
+(--unet / --vae / --clip: FLUX models as Load Diffusion Model, Load VAE and Load CLIP load them; model_files.py.)
 
 The last line printed is exactly `RATIO time=<dreammix/plain> memory=<dreammix/plain>`.
 """
@@ -65,6 +68,7 @@ from typing import Any, Callable
 
 import psutil
 import torch
+from model_files import add_model_arguments, load_models, model_name, takes_masked_image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACK_DIR_NAME = "ComfyUI-DreamMix"
@@ -111,8 +115,7 @@ class Measurement:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI checkout to import as a library")
-    parser.add_argument("--ckpt", required=True, help="checkpoint file name, e.g. tiny_sd15.safetensors")
-    parser.add_argument("--ckpt-dir", type=Path, help="folder holding --ckpt if not in ComfyUI's models/checkpoints")
+    add_model_arguments(parser)
     parser.add_argument("--size", type=int, default=256, help="side of the square scene in pixels")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3, help="measured runs of each path, after one warm-up each")
@@ -191,20 +194,6 @@ def dreammix_runner(node_cls: type) -> Callable[[Workload], torch.Tensor]:
     return run
 
 
-def load_checkpoint(name: str, ckpt_dir: Path | None) -> tuple[Any, Any, Any]:
-    """(model, clip, vae) exactly as CheckpointLoaderSimple loads them."""
-    import comfy.sd
-    import folder_paths
-
-    if ckpt_dir is not None:
-        folder_paths.add_model_folder_path("checkpoints", str(ckpt_dir.resolve()), is_default=True)
-    path = folder_paths.get_full_path_or_raise("checkpoints", name)
-    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(
-        path, output_vae=True, output_clip=True, embedding_directory=folder_paths.get_folder_paths("embeddings")
-    )
-    return model, clip, vae
-
-
 def encode_prompt(clip: Any, text: str) -> list:
     """What CLIPTextEncode returns, from the CLIP object's own API."""
     return clip.encode_from_tokens_scheduled(clip.tokenize(text))
@@ -229,11 +218,11 @@ def make_mask(size: int) -> torch.Tensor:
 
 
 def plain_conditioning(work: Workload) -> tuple[list, list, torch.Tensor]:
-    """(positive, negative, latent) as VAEEncode, or InpaintModelConditioning for inpainting UNets, make them."""
+    """(positive, negative, latent) as VAEEncode, or InpaintModelConditioning for inpainting models, make them."""
     import node_helpers
 
     pixels = work.image[..., :3]
-    if "masked_image" not in getattr(work.model.model, "concat_keys", ()):
+    if not takes_masked_image(work.model):
         return work.positive, work.negative, work.vae.encode(pixels)
     masked = (pixels - 0.5) * (1.0 - work.mask.round()).unsqueeze(-1) + 0.5
     concat = {"concat_latent_image": work.vae.encode(masked), "concat_mask": work.mask.unsqueeze(1)}
@@ -386,7 +375,7 @@ def main(argv: list[str]) -> None:
         make_rss_follow_live_memory()
     with tempfile.TemporaryDirectory(prefix="dreammix-bench-") as custom_nodes:
         run_dreammix = dreammix_runner(load_pack(Path(custom_nodes)))
-        model, clip, vae = load_checkpoint(args.ckpt, args.ckpt_dir)
+        model, clip, vae = load_models(args)
         work = Workload(
             model,
             vae,
@@ -407,7 +396,7 @@ def main(argv: list[str]) -> None:
                 print_profile(runs["dreammix"], args.profile)
     device = comfy.model_management.get_torch_device().type
     print(
-        f"checkpoint {args.ckpt}  device {device}  size {args.size}  steps {args.steps}  "
+        f"model {model_name(args)}  device {device}  size {args.size}  steps {args.steps}  "
         f"sampler {args.sampler}/{args.scheduler}  cfg {args.cfg}  torch threads {torch.get_num_threads()}"
     )
     print_table(results, device)

@@ -17,6 +17,9 @@ the process RSS over its value before the run, sampled every 5 ms (see inference
 
 usage: python benchmarks/training_cost.py --comfyui /opt/ComfyUI --ckpt tiny_sd15.safetensors \
     --ckpt-dir ~/.cache/dreammix-tests/checkpoints --size 256 --steps 20
+FLUX: --unet MODEL --vae VAE --clip TEXT_ENCODER --clip-type flux2 in place of --ckpt (model_files.py).
+Native TrainLoraNode is called as ComfyUI calls it: its V3 form (v0.33: every input a list, the rest of its
+inputs at their defaults) or its V1 `train` method (v0.3.64).
 Last line: `RATIO time=<dreammix/native> memory=<dreammix/native>`.
 """
 
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import psutil
 import torch
+from model_files import add_model_arguments, load_models, model_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACK_DIR_NAME = "ComfyUI-DreamMix"
@@ -79,8 +83,7 @@ class PeakMemory:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--comfyui", type=Path, required=True)
-    parser.add_argument("--ckpt", required=True)
-    parser.add_argument("--ckpt-dir", type=Path)
+    add_model_arguments(parser)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rank", type=int, default=4)
@@ -111,9 +114,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit("the pack did not load")
     training = importlib.import_module(str(pack_link).replace(".", "_x_") + ".nodes.training")
 
-    ckpt = args.ckpt_dir / args.ckpt if args.ckpt_dir else folder_paths.get_full_path_or_raise("checkpoints", args.ckpt)
-    with torch.inference_mode():  # as CheckpointLoaderSimple runs in ComfyUI's executor
-        model, clip, vae = comfy.sd.load_checkpoint_guess_config(str(ckpt), output_vae=True, output_clip=True)[:3]
+    model, clip, vae = load_models(args)
     device = comfy.model_management.get_torch_device()
 
     generator = torch.Generator().manual_seed(0)
@@ -138,14 +139,13 @@ def main(argv: list[str]) -> None:
                 [model], [clip], [vae], [images], [masks], **{k: [v] for k, v in recipe.items()}
             )
 
+    train_native = native_trainer(TrainLoraNode, args)
+
     def native(run: int) -> None:
         with torch.inference_mode():
             latents = {"samples": vae.encode(images)}
             positive = clip.encode_from_tokens_scheduled(clip.tokenize("a photo of a sks box"))
-            TrainLoraNode().train(
-                model, latents, positive, 1, args.steps, 1, 1e-4, args.rank, "AdamW", "MSE", 0, "fp32", "fp32",
-                "LoRA", args.gradient_checkpointing, "[None]",
-            )  # fmt: skip
+            train_native(model, latents, positive)
 
     results = {}
     for name, fn in (("dreammix", dreammix), ("native", native)):
@@ -160,7 +160,36 @@ def main(argv: list[str]) -> None:
         print(f"{name}: {seconds:.2f} s, peak {memory.peak / 2**20:.1f} MiB ({device.type})", flush=True)
     time_ratio = results["dreammix"][0] / results["native"][0]
     memory_ratio = results["dreammix"][1] / max(results["native"][1], 1)
+    print(f"model {model_name(args)}  size {size}  steps {args.steps}  rank {args.rank}  device {device.type}")
     print(f"RATIO time={time_ratio:.3f} memory={memory_ratio:.3f}")
+
+
+def native_trainer(node: type, args: argparse.Namespace):
+    """(model, latents, positive) -> ComfyUI's TrainLoraNode run with the benchmark's settings."""
+    settings = {
+        "batch_size": 1, "steps": args.steps, "grad_accumulation_steps": 1, "learning_rate": 1e-4,
+        "rank": args.rank, "optimizer": "AdamW", "loss_function": "MSE", "seed": 0, "training_dtype": "fp32",
+        "lora_dtype": "fp32", "algorithm": "LoRA", "gradient_checkpointing": args.gradient_checkpointing,
+        "existing_lora": "[None]",
+    }  # fmt: skip
+    if not hasattr(node, "define_schema"):  # V1 (ComfyUI v0.3.64)
+        order = ("batch_size", "steps", "grad_accumulation_steps", "learning_rate", "rank", "optimizer",
+                 "loss_function", "seed", "training_dtype", "lora_dtype", "algorithm", "gradient_checkpointing",
+                 "existing_lora")  # fmt: skip
+        return lambda model, latents, positive: node().train(
+            model, latents, positive, *(settings[name] for name in order)
+        )
+    from comfy_api.internal import make_locked_method_func
+
+    node.VALIDATE_CLASS()
+    execute = make_locked_method_func(node, node.FUNCTION, node.PREPARE_CLASS_CLONE({}))
+    defaults = {entry.id: getattr(entry, "default", None) for entry in node.GET_SCHEMA().inputs}
+
+    def run(model, latents, positive):
+        inputs = defaults | settings | {"model": model, "latents": latents, "positive": positive}
+        return execute(**{name: [value] for name, value in inputs.items()})
+
+    return run
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ Detection facts this relies on (ComfyUI's comfy/model_detection.py, supported_mo
   z_channels become 128 latent channels at 16x; BFL's FLUX.2 ae keeps quant convs as encoder.quant_conv /
   decoder.post_quant_conv, which ComfyUI renames.
 
-usage: python make_flux_models.py COMFYUI_PATH OUT_DIR [--check]
+usage: python make_flux_models.py COMFYUI_PATH OUT_DIR [--check] [--benchmark-klein]
 Run it with the python that runs ComfyUI. --check loads every file with ComfyUI's own loaders and samples
 2 steps on CPU. One JSON line per file (and per check) goes to stdout.
 """
@@ -97,6 +97,9 @@ class DiTSpec:
     vae: str
     seed: int
     context_dim: int = CONTEXT_DIM
+    hidden_size: int = HIDDEN_SIZE
+    double_blocks: int = 1
+    single_blocks: int = 1
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,23 @@ DITS: list[DiTSpec] = [
         seed=103,
     ),
 ]
+KLEIN_WIDTH = DiTSpec(
+    "bench_flux2_klein4b_width",
+    flux2=True,
+    in_channels=128,
+    patch_size=1,
+    guidance=False,
+    pooled=False,
+    model_config="Flux2",
+    model_base="Flux2",
+    vae="tiny_flux2_vae",
+    seed=105,
+    hidden_size=3072,  # FLUX.2 Klein 4B's width: 24 heads of 128, MLP ratio 3
+    double_blocks=1,  # of its 5
+    single_blocks=2,  # of its 20
+)
+"""For the benchmarks only (--benchmark-klein; never in the test cache): Klein 4B's block shape, few blocks, CLIP-L-wide
+context (its Qwen3 context is 7680), so the block-level cost ratios are Klein's on a machine without its memory."""
 VAES: list[VAESpec] = [
     VAESpec("tiny_flux1_vae", 16, False, latent_channels=16, downscale=8, seed=201),
     VAESpec("tiny_flux2_vae", 32, True, latent_channels=128, downscale=16, seed=202),
@@ -177,19 +197,21 @@ def init_random(module: torch.nn.Module, seed: int) -> None:
 
 def release_keys(spec: DiTSpec) -> dict[str, tuple[int, ...]]:
     """The keys (and shapes) of a released file that ComfyUI's detection reads, sized for this spec."""
-    p = spec.patch_size
+    p, hidden = spec.patch_size, spec.hidden_size
     keys: dict[str, tuple[int, ...]] = {
-        "img_in.weight": (HIDDEN_SIZE, spec.in_channels * p * p),
-        "txt_in.weight": (HIDDEN_SIZE, spec.context_dim),
-        "double_blocks.0.img_attn.norm.key_norm.scale": (HIDDEN_SIZE,),
-        "single_blocks.0.linear2.weight": (HIDDEN_SIZE, HIDDEN_SIZE + int(HIDDEN_SIZE * (3.0 if spec.flux2 else 4.0))),
+        "img_in.weight": (hidden, spec.in_channels * p * p),
+        "txt_in.weight": (hidden, spec.context_dim),
     }
+    for block in range(spec.double_blocks):
+        keys[f"double_blocks.{block}.img_attn.norm.key_norm.scale"] = (hidden,)
+    for block in range(spec.single_blocks):
+        keys[f"single_blocks.{block}.linear2.weight"] = (hidden, hidden + int(hidden * (3.0 if spec.flux2 else 4.0)))
     if spec.flux2:
-        keys["double_stream_modulation_img.lin.weight"] = (6 * HIDDEN_SIZE, HIDDEN_SIZE)
+        keys["double_stream_modulation_img.lin.weight"] = (6 * hidden, hidden)
     if spec.guidance:
-        keys["guidance_in.in_layer.weight"] = (HIDDEN_SIZE, GUIDANCE_EMBED_DIM)
+        keys["guidance_in.in_layer.weight"] = (hidden, GUIDANCE_EMBED_DIM)
     if spec.pooled:
-        keys["vector_in.in_layer.weight"] = (HIDDEN_SIZE, POOLED_DIM)
+        keys["vector_in.in_layer.weight"] = (hidden, POOLED_DIM)
     return keys
 
 
@@ -314,7 +336,7 @@ def supported_dits() -> list[DiTSpec]:
         if spec.flux2 and not hasattr(comfy.latent_formats, "Flux2"):
             continue
         skeleton = {k: torch.empty(shape, device="meta") for k, shape in release_keys(spec).items()}
-        if comfy.model_detection.detect_unet_config(skeleton, "").get("hidden_size") == HIDDEN_SIZE:
+        if comfy.model_detection.detect_unet_config(skeleton, "").get("hidden_size") == spec.hidden_size:
             supported.append(spec)
     return supported
 
@@ -324,15 +346,15 @@ def supported_vaes() -> list[VAESpec]:
     return [spec for spec in VAES if spec.name in wanted]
 
 
-def make_all(out_dir: Path) -> None:
-    """Builds and writes every file this ComfyUI detects, re-detecting each DiT from what was written."""
+def make_all(out_dir: Path, dits: list[DiTSpec] | None = None) -> None:
+    """Builds and writes every file this ComfyUI detects (or `dits`), re-detecting each DiT from what was written."""
     import comfy.model_detection
     import comfy.utils
 
     description = {"description": "random weights for tests, not a real model"}
     for folder in ("diffusion_models", "vae"):  # present even where none is supported: a search path of the tests
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
-    for spec in supported_dits():
+    for spec in supported_dits() if dits is None else dits:
         started = time.monotonic()
         sd, unet_config = build_dit(spec)
         path = out_dir / "diffusion_models" / f"{spec.name}.safetensors"
@@ -506,10 +528,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("comfyui", type=Path, help="ComfyUI checkout")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--check", action="store_true", help="load each model with ComfyUI's loaders and sample")
+    parser.add_argument(
+        "--benchmark-klein", action="store_true", help=f"write only {KLEIN_WIDTH.name} (about 1 GB) and the test VAEs"
+    )
     args = parser.parse_args(argv)
     out_dir = args.out_dir.resolve()  # before import_comfy changes the working directory
     import_comfy(args.comfyui.resolve())
-    make_all(out_dir)
+    make_all(out_dir, [KLEIN_WIDTH] if args.benchmark_klein else None)
+    if args.benchmark_klein:
+        return
     if args.check:
         for spec in supported_dits():
             if spec.context_dim == CONTEXT_DIM:  # the check drives each model with CLIP-L-wide conditioning
