@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # imported for real inside functions, after import_comfy() se
     import torch
 
 HIDDEN_SIZE = 128  # one 128-wide attention head: detection derives num_heads = hidden // 128
+HEAD_DIM = 128  # every FLUX head is 128 wide: the q/k norms' scale
 CONTEXT_DIM = 768  # CLIP-L width, so a hand-built CLIP-L conditioning drives the model
 T5_DIM = 4096  # T5-XXL width, the context real FLUX.1 models take
 POOLED_DIM = 768  # FLUX.1 vector_in takes CLIP-L's pooled output
@@ -203,7 +204,7 @@ def release_keys(spec: DiTSpec) -> dict[str, tuple[int, ...]]:
         "txt_in.weight": (hidden, spec.context_dim),
     }
     for block in range(spec.double_blocks):
-        keys[f"double_blocks.{block}.img_attn.norm.key_norm.scale"] = (hidden,)
+        keys[f"double_blocks.{block}.img_attn.norm.key_norm.scale"] = (HEAD_DIM,)
     for block in range(spec.single_blocks):
         keys[f"single_blocks.{block}.linear2.weight"] = (hidden, hidden + int(hidden * (3.0 if spec.flux2 else 4.0)))
     if spec.flux2:
