@@ -1,6 +1,6 @@
 """Measures TAS on a real ComfyUI CLIP; run under the ComfyUI python, prints one JSON line.
 
-usage: python tas_probe.py COMFYUI_PATH PACK_DIR (CHECKPOINT | flux1 | klein)
+usage: python tas_probe.py COMFYUI_PATH PACK_DIR (CHECKPOINT | sdxl | flux1 | klein)
 PACK_DIR is a custom_nodes-style folder whose name ComfyUI imports the pack under. flux1 and klein measure
 the DiTs' text encoders (CLIP-L + T5-XXL; Qwen3 4B) built in process from ComfyUI's classes at a small width.
 """
@@ -70,19 +70,33 @@ TINY_TEXT_ENCODERS = {
 }
 
 
+TINY_SDXL_ENCODERS = {
+    # SDXL's CLIP-L and bigG at their real widths (TAS slices the embedding by width), three layers each (SDXL takes
+    # the penultimate one), narrow MLPs.
+    f"clip_{key}_model_config": {"intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 2}
+    for key in ("l", "g")
+}
+TINY_FAMILIES = ("sdxl", "flux1", "klein")
+
+
 def tiny_clip(family: str):
-    """FLUX.1's CLIP-L + T5-XXL or FLUX.2 Klein's Qwen3 4B as ComfyUI builds them, at a small width, with
+    """SDXL's CLIP-L + bigG, FLUX.1's CLIP-L + T5-XXL or FLUX.2 Klein's Qwen3 4B as ComfyUI builds them, small, with
     seeded random weights (ComfyUI allocates layers uninitialised) and the real tokenizers."""
     import comfy.sd
+    import comfy.sdxl_clip
     import comfy.text_encoders.flux as flux
     import torch
 
-    if family == "flux1":
+    options = TINY_TEXT_ENCODERS
+    if family == "sdxl":
+        clip_class, tokenizer = comfy.sdxl_clip.SDXLClipModel, comfy.sdxl_clip.SDXLTokenizer
+        options = TINY_SDXL_ENCODERS
+    elif family == "flux1":
         clip_class, tokenizer = flux.flux_clip(), flux.FluxTokenizer
     else:
         clip_class, tokenizer = flux.klein_te(), flux.KleinTokenizer
     target = type("Target", (), {"clip": clip_class, "tokenizer": tokenizer, "params": {}})
-    clip = comfy.sd.CLIP(target, model_options=TINY_TEXT_ENCODERS)
+    clip = comfy.sd.CLIP(target, model_options=options)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for param in clip.cond_stage_model.parameters():
@@ -190,7 +204,7 @@ def measure(tas, module, clip) -> dict:
 
 
 def main(comfyui: str, pack_dir: str, source: str) -> dict:
-    """`source`: a checkpoint file (SD1.5, SDXL), or 'flux1' / 'klein' for the DiTs' text encoders built here."""
+    """`source`: a checkpoint file (SD1.5), or 'sdxl' / 'flux1' / 'klein' for those text encoders built here."""
     sys.path.insert(0, comfyui)
     sys.argv = [sys.argv[0], "--cpu"]
     import comfy.options
@@ -205,7 +219,7 @@ def main(comfyui: str, pack_dir: str, source: str) -> dict:
         raise SystemExit("the pack did not load")
     tas = nodes.NODE_CLASS_MAPPINGS["DreamMixTAS"]
     module = sys.modules[tas.__module__]
-    if source in ("flux1", "klein"):
+    if source in TINY_FAMILIES:
         return measure(tas, module, tiny_clip(source))
     clip = comfy.sd.load_checkpoint_guess_config(source, output_vae=False, output_clip=True, output_model=False)[1]
     report = measure(tas, module, clip)
