@@ -92,6 +92,21 @@ def test_restricted_loras_leave_the_query_and_the_mlp_untouched_after_adamw() ->
     assert not torch.equal(new_w1[HIDDEN : 3 * HIDDEN], w1[HIDDEN : 3 * HIDDEN])
 
 
+def test_restrict_zeroes_and_masks_exactly_the_entries_outside_the_part() -> None:
+    """Rank 3, rows [2, 5) of 6 and columns [0, 2) of 4: entries inside keep their values and their full gradient
+    (d/dx of sum(x · weights) is the weights), entries outside become zero and get a zero gradient."""
+    generator = torch.Generator().manual_seed(2)
+    up_init, down_init = torch.randn(6, 3, generator=generator), torch.randn(3, 4, generator=generator)
+    up, down = torch.nn.Parameter(up_init.clone()), torch.nn.Parameter(down_init.clone())
+    restrict(up, down, Part(rows=(2, 5), columns=(0, 2)))
+    rows, columns = torch.zeros(6, 1), torch.zeros(1, 4)
+    rows[2:5], columns[:, :2] = 1, 1
+    assert torch.equal(up.detach(), up_init * rows) and torch.equal(down.detach(), down_init * columns)
+    up_weights, down_weights = torch.randn(6, 3, generator=generator), torch.randn(3, 4, generator=generator)
+    ((up * up_weights).sum() + (down * down_weights).sum()).backward()
+    assert torch.equal(up.grad, up_weights * rows) and torch.equal(down.grad, down_weights * columns)
+
+
 def test_a_whole_layer_is_not_restricted() -> None:
     up, down = torch.nn.Parameter(torch.ones(4, 2)), torch.nn.Parameter(torch.ones(2, 3))
     restrict(up, down, Part())
