@@ -87,16 +87,22 @@ def workflow_graph(server: ComfyServer, lora: str, prefix: str, lora_strength: f
     """The API twin on the tiny models: the tiny SD1.5 checkpoint's CLIP-L in place of DualCLIPLoader."""
     image = server.upload_image(with_alpha(scene(*SIZE), subject_mask(*SIZE)), "dreammix_flux_workflow.png")
     graph = prepared_graph(NAME, "tiny_sd15", image, prefix)
-    graph[id_of(graph, "UNETLoader")]["inputs"]["unet_name"] = f"{UNET}.safetensors"
-    graph[id_of(graph, "VAELoader")]["inputs"]["vae_name"] = f"{VAE}.safetensors"
+    on_tiny_models(graph, UNET, VAE, "DualCLIPLoader")
     graph[id_of(graph, "LoraLoaderModelOnly")]["inputs"].update(lora_name=lora, strength_model=lora_strength)
-    clip = id_of(graph, "DualCLIPLoader")
+    return graph
+
+
+def on_tiny_models(graph: dict[str, Any], unet: str, vae: str, clip_loader: str) -> None:
+    """A FLUX twin's Load Diffusion Model and Load VAE on the tiny files, and the tiny SD1.5 checkpoint's CLIP-L in
+    place of its text-encoder loader (which takes only full-size encoders; the tiny DiTs take 768-wide context)."""
+    graph[id_of(graph, "UNETLoader")]["inputs"]["unet_name"] = f"{unet}.safetensors"
+    graph[id_of(graph, "VAELoader")]["inputs"]["vae_name"] = f"{vae}.safetensors"
+    clip = id_of(graph, clip_loader)
     graph[clip] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_sd15.safetensors"}}
     for node in graph.values():
         for name, value in node["inputs"].items():
             if value == [clip, 0]:
                 node["inputs"][name] = [clip, 1]
-    return graph
 
 
 def test_flux_fill_workflow_keeps_background_exact_and_uses_the_lora(

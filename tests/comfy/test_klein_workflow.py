@@ -17,6 +17,7 @@ from typing import Any
 from safetensors import safe_open
 from server import ComfyServer
 from test_flux import available
+from test_flux_workflow import on_tiny_models
 from test_training_workflow import SHRUNK, lora_path, upload_photos
 from test_workflows import (
     SIZE,
@@ -65,14 +66,7 @@ def test_api_twin_feeds_every_node_from_the_three_core_loaders() -> None:
 def klein_graph(server: ComfyServer, tag: str) -> dict[str, Any]:
     """The API twin on the tiny FLUX.2 model and VAE, the tiny SD1.5 CLIP-L for Load CLIP, shrunk."""
     graph = copy.deepcopy(load_api(NAME))
-    graph[id_of(graph, "UNETLoader")]["inputs"]["unet_name"] = f"{UNET}.safetensors"
-    graph[id_of(graph, "VAELoader")]["inputs"]["vae_name"] = f"{VAE}.safetensors"
-    clip = id_of(graph, "CLIPLoader")
-    graph[clip] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny_sd15.safetensors"}}
-    for node in graph.values():
-        for name, value in node["inputs"].items():
-            if value == [clip, 0]:
-                node["inputs"][name] = [clip, 1]
+    on_tiny_models(graph, UNET, VAE, "CLIPLoader")
     photos = graph[id_of(graph, "DreamMixSubjectPhotos")]["inputs"]
     for n, name in enumerate(upload_photos(server, tag), start=1):
         graph[photos[f"image_{n}"][0]]["inputs"]["image"] = name
