@@ -55,6 +55,7 @@ import asyncio
 import cProfile
 import ctypes
 import gc
+import importlib
 import math
 import pstats
 import statistics
@@ -68,7 +69,7 @@ from typing import Any, Callable
 
 import psutil
 import torch
-from model_files import add_model_arguments, load_models, model_name, takes_masked_image
+from model_files import add_model_arguments, load_models, model_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACK_DIR_NAME = "ComfyUI-DreamMix"
@@ -101,6 +102,8 @@ class Workload:
     cfg: float
     sampler_name: str
     scheduler: str
+    inpainting: bool
+    """The model takes the mask and the masked image as extra input (the pack's own rule, `is_inpainting_model`)."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ def plain_conditioning(work: Workload) -> tuple[list, list, torch.Tensor]:
     import node_helpers
 
     pixels = work.image[..., :3]
-    if not takes_masked_image(work.model):
+    if not work.inpainting:
         return work.positive, work.negative, work.vae.encode(pixels)
     masked = (pixels - 0.5) * (1.0 - work.mask.round()).unsqueeze(-1) + 0.5
     concat = {"concat_latent_image": work.vae.encode(masked), "concat_mask": work.mask.unsqueeze(1)}
@@ -374,7 +377,9 @@ def main(argv: list[str]) -> None:
     if not torch.cuda.is_available():
         make_rss_follow_live_memory()
     with tempfile.TemporaryDirectory(prefix="dreammix-bench-") as custom_nodes:
-        run_dreammix = dreammix_runner(load_pack(Path(custom_nodes)))
+        node_cls = load_pack(Path(custom_nodes))
+        run_dreammix = dreammix_runner(node_cls)
+        backend = importlib.import_module(node_cls.__module__.rpartition(".")[0] + ".comfy_backend")
         model, clip, vae = load_models(args)
         work = Workload(
             model,
@@ -388,6 +393,7 @@ def main(argv: list[str]) -> None:
             args.cfg,
             args.sampler,
             args.scheduler,
+            backend.is_inpainting_model(model),
         )
         runs = {"dreammix": lambda: run_dreammix(work), "plain": lambda: run_plain(work)}
         with torch.inference_mode():

@@ -60,10 +60,3 @@ def load_models(args: argparse.Namespace) -> tuple[Any, Any, Any]:
                 clip_type=getattr(comfy.sd.CLIPType, args.clip_type.upper()),
             )
         return model, clip, vae
-
-
-def takes_masked_image(model: Any) -> bool:
-    """An inpainting model's first layer takes the mask and the masked image beside the latent: more than twice the
-    latent's channels (9 of 4 for SD, 96 of 16 for FLUX.1 Fill; FLUX control models take only image + latent)."""
-    config = model.model.model_config.unet_config
-    return config.get("in_channels", 0) > 2 * config.get("out_channels", config.get("in_channels", 0))

@@ -118,10 +118,10 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
         return [line for line in capture.lines if "lora key not loaded" in line or "NOT LOADED" in line]
 
     def output_of(patcher, prompt: str, latent_vae) -> torch.Tensor:
-        """The model's denoised prediction for a fixed noisy latent (the shape `latent_vae` gives a SIDE image) and
+        """The model's denoised prediction for a fixed noisy latent (of `latent_vae`'s layout for a SIDE image) and
         the prompt, the patcher's patches applied."""
-        with torch.no_grad():
-            shape = latent_vae.encode(torch.zeros(1, SIDE, SIDE, 3)).shape
+        cell = latent_vae.spacial_compression_encode()
+        shape = (1, latent_vae.latent_channels, SIDE // cell, SIDE // cell)
         x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
         flow = isinstance(patcher.model.model_sampling, comfy.model_sampling.CONST)
         sigma = torch.tensor([0.5 if flow else 3.0])
