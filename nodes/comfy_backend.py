@@ -12,8 +12,10 @@ import node_helpers
 import torch
 
 from ..dreammix_core.errors import DreamMixInputError
+from ..dreammix_core.families import family_name
 from ..dreammix_core.inpainting.native_size import native_side
 from ..dreammix_core.inpainting.pipeline import Stage, StageResult
+from ..dreammix_core.training.lora_file import check_lora_family
 
 
 def native_resolution(model) -> int:
@@ -41,9 +43,18 @@ def context_width(model) -> int | None:
     return config.get("context_dim") or config.get("context_in_dim")
 
 
+def model_family(model) -> str:
+    """The MODEL's family name as LoRA files record it ("SD1.5", "SDXL", "FLUX.1", "FLUX.2", ...)."""
+    return family_name(type(model.model.latent_format).__name__, context_width(model))
+
+
 def check_model_inputs(model, vae, conditionings: dict[str, list | None]) -> None:
-    """Refuses a VAE or a conditioning of another model family before anything runs, with the fix; torch
-    would otherwise stop deep inside the first layer with a shape error."""
+    """Refuses a VAE, a conditioning or a DreamMix LoRA of another model family before anything runs, with the
+    fix; torch would otherwise stop deep inside the first layer with a shape error, or the LoRA silently miss.
+
+    The LoRA is the last one a core LoRA loader applied: ComfyUI attaches its file's metadata to the MODEL
+    (from v0.33; older versions attach none, and nothing is checked)."""
+    check_lora_family(model.get_attachment("lora_metadata"), model_family(model))
     channels = model.model.latent_format.latent_channels
     vae_channels = getattr(vae, "latent_channels", channels)
     if vae_channels != channels:

@@ -19,6 +19,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from ..errors import DreamMixInputError
+from ..families import family_name
 from ..inpainting.diffusers_backend import encode_prompt, size_conditioning, vae_encode
 from .data import (
     REGULAR_COPIES,
@@ -172,8 +173,9 @@ def train_subject_lora(
             on_step=on_step,
         )
     unet.requires_grad_(False)
+    family = family_name("SDXL" if sdxl else "SD15", unet.config.cross_attention_dim)
     record = TrainingRecord(
-        instance_prompt, result.step, recipe.rank, recipe.alpha, settings.seed, side, recipe.targets, inpainting
+        instance_prompt, result.step, recipe.rank, recipe.alpha, settings.seed, side, recipe.targets, inpainting, family
     )
     save_lora(lora_path, lora_pairs(unet), record)
     return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import torch
@@ -65,6 +66,28 @@ class TrainingRecord:
     resolution: int
     targets: str
     inpainting: bool
+    family: str
+    """The model family trained on (`families.family_name`); files from before it was recorded lack it."""
+
+
+def check_lora_family(metadata: Mapping[str, str] | None, family: str) -> None:
+    """Refuses a model that carries a DreamMix LoRA trained on another family, naming both.
+
+    ComfyUI's LoRA loaders apply a file's layers wherever names and shapes match and only log the rest
+    ("lora key not loaded"); FLUX.1 and FLUX.2 Klein 4B share block names and, 3072 wide, shapes, so a
+    wrong pairing would otherwise run and quietly lose the subject. `metadata` is the LoRA file's.
+    """
+    try:
+        record = json.loads((metadata or {}).get("dreammix", "{}"))
+    except ValueError:  # another tool's "dreammix" entry
+        return
+    trained_on = record.get("family") if isinstance(record, dict) else None
+    if trained_on and trained_on != family:
+        raise DreamMixInputError(
+            f"This model carries a DreamMix LoRA trained on {trained_on} (instance prompt "
+            f"'{record.get('instance_prompt', '')}'), but it is a {family} model, whose layers that LoRA does not "
+            f"fit: load the LoRA on a {trained_on} model, or train the subject on this one."
+        )
 
 
 def save_lora(path: str, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], record: TrainingRecord) -> None:

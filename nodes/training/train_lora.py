@@ -47,7 +47,7 @@ from ...dreammix_core.training.lora_targets import KV_OUT, RECIPES
 from ...dreammix_core.training.loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, latent_mask
 from ...dreammix_core.training.regular_data import read_regular_dataset
 from .. import inputs
-from ..comfy_backend import native_resolution
+from ..comfy_backend import check_model_inputs, model_family, native_resolution
 from ..list_inputs import first_value, flat_list
 from .comfy_training import (
     DTYPES,
@@ -313,6 +313,9 @@ def _train(
             masks = masks * len(images)
         else:
             raise DreamMixInputError(f"{len(images)} subject photos but {len(masks)} masks: give one mask per photo.")
+    trainer = model.clone()
+    adapters = attach_lora(trainer, target_modules, rank, alpha, seed)  # refuses a model it cannot adapt, first
+    check_model_inputs(model, vae, {})
     side = resolution or native_resolution(model)
 
     prompts = [instance_prompt.strip()]
@@ -346,8 +349,6 @@ def _train(
     subject_count = sum(not c.regular for c in copies)
     sampler = MixSampler(subject_count, len(copies) - subject_count, regular_probability)
 
-    trainer = model.clone()
-    adapters = attach_lora(trainer, target_modules, rank, alpha, seed)
     predict = predictor(trainer, latents, conds, autocast_dtype(training_dtype, trainer.load_device))
     progress = comfy.utils.ProgressBar(steps)
     blocks = transformer_blocks(trainer.model.diffusion_model)
@@ -375,7 +376,9 @@ def _train(
 
     names = diffusers_names(trainer, list(adapters))
     pairs = {names[module]: (adapter.lora_up.weight, adapter.lora_down.weight) for module, adapter in adapters.items()}
-    record = TrainingRecord(instance_prompt, result.step, rank, alpha, seed, side, target_modules, inpainting)
+    record = TrainingRecord(
+        instance_prompt, result.step, rank, alpha, seed, side, target_modules, inpainting, model_family(model)
+    )
     save_lora(lora_path, pairs, record)
     LOG.info("DreamMix: saved %s (%d steps, last loss %.4f)", lora_path, result.step, result.losses[-1])
     curve = np.asarray(loss_curve_image(result.losses), dtype=np.float32) / 255

@@ -8,11 +8,15 @@ pairings (an SD VAE, CLIP-L conditioning for a T5-wide model) are refused by nam
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from server import ComfyServer
 from test_workflows import (
     SIZE,
@@ -198,3 +202,37 @@ def test_flux_fill_gch_only_is_comfyuis_own_fill_inpaint(
     theirs = saved_image(comfy_server, comfy_server.run(native), native)
     mask = subject_mask(*SIZE)
     np.testing.assert_array_equal(ours[mask], theirs[mask])
+
+
+def with_dreammix_lora(server: ComfyServer, flux_folder: Path, graph: dict[str, Any], family: str) -> None:
+    """LoraLoaderModelOnly between the diffusion model and DreamMix Inpaint, on a LoRA file that says it was trained on
+    `family`: one zero-update layer that fits the tiny FLUX.1 (so ComfyUI loads it without complaint)."""
+    with safe_open(flux_folder / "diffusion_models" / "tiny_flux1.safetensors", "pt") as model:
+        rows, cols = model.get_slice("double_blocks.0.img_attn.proj.weight").get_shape()
+    key = "lora_unet_double_blocks_0_img_attn_proj"
+    name = f"dreammix_family_{family}.safetensors"
+    record = {"instance_prompt": "a sks backpack", "steps": 1, "rank": 4, "family": family}
+    tensors = {f"{key}.lora_up.weight": torch.zeros(rows, 4), f"{key}.lora_down.weight": torch.zeros(4, cols)}
+    save_file(tensors, server.layout.loras_dir / name, metadata={"dreammix": json.dumps(record)})
+    graph["lora"] = {
+        "class_type": "LoraLoaderModelOnly",
+        "inputs": {"model": ["unet", 0], "lora_name": name, "strength_model": 1.0},
+    }
+    graph["result"]["inputs"]["model"] = ["lora", 0]
+
+
+def test_a_dreammix_lora_of_another_family_is_refused(
+    comfy_server: ComfyServer, flux_folder: Path, scene_image: str
+) -> None:
+    """FLUX.2 Klein 4B and FLUX.1 share block names and (3072 wide) shapes, so ComfyUI would apply the layers that fit:
+    the LoRA's recorded family is checked against the model's (ComfyUI attaches a LoRA's metadata from v0.33)."""
+    available(flux_folder, "tiny_flux1")
+    graph = flux_graph("tiny_flux1", "tiny_flux1_vae", scene_image, "flux_lora_family")
+    with_dreammix_lora(comfy_server, flux_folder, graph, "FLUX.2")
+    assert node_refusal(comfy_server, graph, "DreamMixInpaint") == (
+        "This model carries a DreamMix LoRA trained on FLUX.2 (instance prompt 'a sks backpack'), but it is a FLUX.1 "
+        "model, whose layers that LoRA does not fit: load the LoRA on a FLUX.2 model, or train the subject on this one."
+    )
+    with_dreammix_lora(comfy_server, flux_folder, graph, "FLUX.1")
+    result = saved_image(comfy_server, comfy_server.run(graph), graph)
+    assert_background_exact(result, scene(*SIZE), subject_mask(*SIZE))

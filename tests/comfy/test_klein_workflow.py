@@ -11,6 +11,7 @@ Load CLIP only loads a full-size Qwen3, so the tiny SD1.5 checkpoint's CLIP-L st
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,7 @@ def test_klein_workflow_trains_a_flux_lora_and_inpaints_with_it(comfy_server: Co
     assert_background_exact(saved_image(comfy_server, entry, graph), scene(*SIZE), subject_mask(*SIZE))
     with safe_open(lora_path(comfy_server, tag), "pt") as lora:
         layers = {key.rsplit(".", 2)[0] for key in lora.keys() if key.endswith(".lora_up.weight")}
+        assert json.loads(lora.metadata()["dreammix"])["family"] == "FLUX.2"
     assert layers == {
         f"lora_unet_{block}_0_{layer}"
         for block, layer in [("double_blocks", f"{s}_attn_{p}") for s in ("img", "txt") for p in ("qkv", "proj")]

@@ -58,7 +58,7 @@ def test_the_file_holds_k_v_out_of_every_attention_and_applied_by_hand_gives_the
     assert metadata["ss_network_dim"] == "4" and metadata["ss_network_alpha"] == "4.0"
     assert json.loads(metadata["dreammix"]) == {
         "instance_prompt": "a photo of a sks backpack", "steps": 3, "rank": 4, "alpha": 4.0, "seed": 5,
-        "resolution": 64, "targets": "attention k, v, out (DreamMix)", "inpainting": False,
+        "resolution": 64, "targets": "attention k, v, out (DreamMix)", "inpainting": False, "family": "SD1.5",
     }  # fmt: skip
     assert not any(param.requires_grad for param in pipe.unet.parameters())  # frozen again after training
 
@@ -168,6 +168,8 @@ def test_sdxl_unets_get_the_pooled_prompt_and_the_training_size(tmp_path) -> Non
     settings = LoopSettings(steps=6, grad_accumulation=1, checkpoint_every=0, seed=1)
     recipe = LoraRecipe(resolution=128, subject_copies=1, regular_copies=1, regular_probability=0.5)
     train_subject_lora(pipe, images, masks, "a sks toy", str(tmp_path / "x.safetensors"), settings, recipe, regular)
+    with safe_open(tmp_path / "x.safetensors", "pt") as file:
+        assert json.loads(file.metadata()["dreammix"])["family"] == "SDXL"
     drawn = set()
     for kwargs in calls:
         assert kwargs["added_cond_kwargs"]["time_ids"].tolist() == [[128, 128, 0, 0, 128, 128]]
@@ -284,7 +286,7 @@ def test_native_resolution_initial_lora_and_autocast(tmp_path) -> None:
 
 def test_save_lora_next_to_the_working_folder_and_a_failed_write(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    record = TrainingRecord("a sks toy", 1, 4, 4.0, 0, 64, "attention k, v, out (DreamMix)", False)
+    record = TrainingRecord("a sks toy", 1, 4, 4.0, 0, 64, "attention k, v, out (DreamMix)", False, "SD1.5")
     pairs = {"down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_k": (torch.zeros(8, 4), torch.ones(4, 8))}
     save_lora("bare.safetensors", pairs, record)  # no folder part: written here, no folder made
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bare.safetensors"]
