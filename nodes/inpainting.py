@@ -23,6 +23,7 @@ from ..dreammix_core.inpainting.pipeline import (
 )
 from ..dreammix_core.inpainting.region import CropRegion, validate_image_and_mask
 from ..dreammix_core.inpainting.schedule import StageSplit
+from ..dreammix_core.inpainting.window import DEFAULT_MAX_AREA, cut, gch_window, put, whole_image
 from ..dreammix_core.masks import binarize
 from . import inputs
 from .comfy_backend import ComfyBackend, native_resolution, spatial_factor
@@ -186,19 +187,32 @@ class DreamMixLocalReplace(io.ComfyNode):
                 inputs.image("The original scene."),
                 inputs.mask(),
                 inputs.feather(),
+                inputs.global_max_area(
+                    0.0,
+                    "GCH's pixel budget in units of the local crop's working area (resolution²). A larger scene is "
+                    "harmonised on a window around the mask at its own pixel scale: connect 'window' to DreamMix "
+                    "Composite. 0 = always the whole scene (the paper; DreamMix Inpaint's default is 4).",
+                ),
             ],
             outputs=[
                 io.Latent.Output(
                     "latent", display_name="latent", tooltip="The composite's latent with the mask as noise mask."
                 ),
                 io.Image.Output(
-                    "composite", display_name="composite", tooltip="The scene with the LCG result pasted in."
+                    "composite",
+                    display_name="composite",
+                    tooltip="The scene with the LCG result pasted in (its GCH window over the budget).",
+                ),
+                Region.Output(
+                    "window",
+                    display_name="window",
+                    tooltip="Where GCH runs in the scene, for DreamMix Composite (the whole scene within the budget).",
                 ),
             ],
         )
 
     @classmethod
-    def execute(cls, vae, local_latent, region: CropRegion, image, mask, feather) -> io.NodeOutput:
+    def execute(cls, vae, local_latent, region: CropRegion, image, mask, feather, global_max_area=0.0) -> io.NodeOutput:
         binary = validate_image_and_mask(image, mask)
         if (region.image_width, region.image_height) != (image.shape[2], image.shape[1]):
             raise DreamMixInputError("The region was cropped from an image of another size: connect the same image.")
@@ -213,9 +227,11 @@ class DreamMixLocalReplace(io.ComfyNode):
             composite = replace_local(image, binary, region, local.reshape((-1,) + tuple(local.shape[-3:])), feather)
         factor = spatial_factor(vae)
         check_alignment(factor)
-        pixels, padded_mask = pad_for_latent(composite, binary, factor)
+        window = gch_window(binary, region.width * region.height, global_max_area, feather)
+        composite = cut(composite, window)
+        pixels, padded_mask = pad_for_latent(composite, cut(binary, window), factor)
         latent = {"samples": vae.encode(pixels), "noise_mask": padded_mask.unsqueeze(1)}
-        return io.NodeOutput(latent, to_host_dtype(composite))
+        return io.NodeOutput(latent, to_host_dtype(composite), window or whole_image(image.shape[2], image.shape[1]))
 
 
 class DreamMixGlobalSampler(io.ComfyNode):
@@ -279,6 +295,12 @@ class DreamMixComposite(io.ComfyNode):
                 io.Image.Input("generated", tooltip="The decoded GCH result."),
                 inputs.mask(),
                 inputs.feather(),
+                Region.Input(
+                    "window",
+                    optional=True,
+                    tooltip="From DreamMix Local Replace: where in the original the generated image belongs when "
+                    "GCH ran on a window. Not connected: the generated image is the whole scene.",
+                ),
             ],
             outputs=[
                 io.Image.Output("result", display_name="result", tooltip="The final image, at the original's size.")
@@ -286,7 +308,10 @@ class DreamMixComposite(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, generated, mask, feather) -> io.NodeOutput:
+    def execute(cls, image, generated, mask, feather, window: CropRegion | None = None) -> io.NodeOutput:
+        if window is not None and (window.image_width, window.image_height) != (image.shape[2], image.shape[1]):
+            raise DreamMixInputError("The window was cut from an image of another size: connect the same image.")
+        generated = put(image.to(generated.dtype), generated, window)
         return io.NodeOutput(to_host_dtype(final_composite(image, generated, mask, feather)))
 
 
@@ -310,6 +335,13 @@ class DreamMixInpaint(io.ComfyNode):
                     "(512 for SD1.5, 1024 for SDXL)."
                 ),
                 inputs.feather(),
+                inputs.global_max_area(
+                    DEFAULT_MAX_AREA,
+                    "GCH's pixel budget in units of the local crop's working area (resolution²: 4 = 1 MP for SD1.5, "
+                    "4 MP for SDXL and FLUX at resolution 0). A larger scene is harmonised on a window around the "
+                    "mask at its own pixel scale, as large as the budget allows; the rest of the scene is kept "
+                    "exactly. 0 = always the whole scene (the paper).",
+                ),
                 io.Conditioning.Input(
                     "local_positive",
                     optional=True,
@@ -345,11 +377,13 @@ class DreamMixInpaint(io.ComfyNode):
         context_factor,
         resolution,
         feather,
+        global_max_area=DEFAULT_MAX_AREA,
         local_positive=None,
         upscale_model=None,
     ) -> io.NodeOutput:
         backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive)
-        settings = InpaintSettings(steps, switch, seed, context_factor, resolution or native_resolution(model), feather)
+        side = resolution or native_resolution(model)
+        settings = InpaintSettings(steps, switch, seed, context_factor, side, feather, global_max_area)
         result = dreammix_inpaint(backend, image, mask, settings, upscaler_from(upscale_model), CHECK_INTERRUPT)
         return io.NodeOutput(to_host_dtype(result))
 

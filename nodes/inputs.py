@@ -81,6 +81,14 @@ def feather() -> io.Int.Input:
     )
 
 
+def global_max_area(default: float, tooltip: str) -> io.Float.Input:
+    """GCH's pixel budget, in units of the LCG working area (dreammix_core.inpainting.window); optional, so API
+    workflows saved before it still validate (they get `default`, the node's keyword default)."""
+    return io.Float.Input(
+        "global_max_area", default=default, min=0.0, max=64.0, step=0.5, optional=True, tooltip=tooltip
+    )
+
+
 def image(tooltip: str = "The scene to inpaint (one image).") -> io.Image.Input:
     return io.Image.Input("image", tooltip=tooltip)
 

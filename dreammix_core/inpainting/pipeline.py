@@ -27,6 +27,7 @@ from .region import (
     validate_image_and_mask,
 )
 from .schedule import RELEASED_CODE_LAMBDA, StageSplit
+from .window import check_one_result, cut, gch_window, put
 
 SIZE_MULTIPLE = 64
 
@@ -77,6 +78,8 @@ class InpaintSettings:
     context_factor: float = RELEASED_CONTEXT_FACTOR
     resolution: int = 1024
     feather: int = FEATHER
+    global_max_area: float = 0.0
+    """GCH's pixel budget as a multiple of the LCG working area (`window`); 0: the whole image (the paper)."""
 
 
 def fresh_seed(seed: int) -> int:
@@ -92,6 +95,11 @@ def check_alignment(spatial_factor: int, multiple: int = SIZE_MULTIPLE) -> None:
         )
 
 
+def local_region(mask: torch.Tensor, context_factor: float, resolution: int, feather: int) -> CropRegion:
+    """LCG's crop box and working size for a binary mask (1, H, W)."""
+    return compute_region(mask, context_factor, resolution, SIZE_MULTIPLE, min_margin=feather)
+
+
 def prepare_local(
     image: torch.Tensor,
     mask: torch.Tensor,
@@ -103,7 +111,7 @@ def prepare_local(
 ) -> tuple[CropRegion, torch.Tensor, torch.Tensor]:
     """The local crop, its masked pixels pre-filled, and its binary mask; `check_interrupt` may stop the fill."""
     mask = validate_image_and_mask(image, mask)
-    region = compute_region(mask, context_factor, resolution, SIZE_MULTIPLE, min_margin=feather)
+    region = local_region(mask, context_factor, resolution, feather)
     local_image, local_mask = crop(as_float32(image[..., :3]), mask, region, upscaler)
     return region, smooth_fill(local_image, local_mask, check_interrupt), local_mask
 
@@ -166,11 +174,7 @@ def final_composite(
 def _composite(image: torch.Tensor, result: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """Blends `result`, its latent padding cropped off, onto `image` with the feathered mask `alpha`."""
     height, width = image.shape[1:3]
-    if result.shape[0] != image.shape[0]:
-        raise DreamMixInputError(
-            f"The generated image is a batch of {result.shape[0]}: DreamMix composites one image onto its "
-            "original. Pick one with 'Image From Batch'."
-        )
+    check_one_result(result, image)
     if not (0 <= result.shape[1] - height < SIZE_MULTIPLE and 0 <= result.shape[2] - width < SIZE_MULTIPLE):
         raise DreamMixInputError(
             f"The generated image is {result.shape[2]}x{result.shape[1]} but the original is "
@@ -209,8 +213,10 @@ def dreammix_inpaint(
         composite = paste_local(composite, backend.decode(denoised), region, alpha)
     result = composite
     if split.runs_global:
-        pixels, padded_mask = pad_for_latent(composite, binary, backend.spatial_factor)
+        region = local_region(binary, settings.context_factor, settings.resolution, settings.feather)
+        window = gch_window(binary, region.width * region.height, settings.global_max_area, settings.feather)
+        pixels, padded_mask = pad_for_latent(cut(composite, window), cut(binary, window), backend.spatial_factor)
         seed = fresh_seed(settings.seed)
         latent = global_harmonization(backend, pixels, padded_mask, settings.steps, split.switch_at, seed)
-        result = as_float32(backend.decode(latent))
+        result = put(composite, as_float32(backend.decode(latent)), window)
     return _composite(image, result, alpha)

@@ -1,0 +1,93 @@
+"""GCH on a window of a photo larger than the budget: its geometry, hand-checked, and the pipeline using it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_pipeline import RecordingBackend
+
+from dreammix_core.errors import DreamMixInputError
+from dreammix_core.inpainting.blend import feather_mask
+from dreammix_core.inpainting.pipeline import InpaintSettings, dreammix_inpaint
+from dreammix_core.inpainting.region import CropRegion
+from dreammix_core.inpainting.window import gch_window, put
+
+
+def box_mask(height: int, width: int, left: int, top: int, right: int, bottom: int) -> torch.Tensor:
+    mask = torch.zeros(1, height, width)
+    mask[:, top:bottom, left:right] = 1
+    return mask
+
+
+def test_window_is_the_budget_around_the_mask_and_its_feather() -> None:
+    """1000x800 photo, mask x 400..500, y 300..380, feather 32: needs x 368..532, y 268..412 (164x144).
+    Budget 2 × 256² = 131072 px: width floor64(√131072 = 362) = 320, height floor64(131072 / 320 = 409.6) = 384,
+    width again floor64(131072 / 384 = 341.3) = 320. Centred on the need: left 368 − (320 − 164) // 2 = 290,
+    top 268 − (384 − 144) // 2 = 148."""
+    window = gch_window(box_mask(800, 1000, 400, 300, 500, 380), 256 * 256, 2.0, 32)
+    assert window == CropRegion(290, 148, 610, 532, 320, 384, 1000, 800)
+    assert window.width * window.height <= 2 * 256 * 256
+
+
+def test_a_window_at_the_edge_is_shifted_inside_and_gives_the_cut_side_to_the_other() -> None:
+    """Mask in the top-left corner of a 2000x300 strip: the height stops at the photo's 300, so the width takes
+    floor64(131072 / 300 = 436.9) = 384; the window starts at the left edge."""
+    window = gch_window(box_mask(300, 2000, 10, 20, 60, 90), 256 * 256, 2.0, 32)
+    assert window == CropRegion(0, 0, 384, 300, 384, 300, 2000, 300)
+
+
+def test_a_mask_larger_than_the_budget_keeps_its_pixels() -> None:
+    """The need (mask 700x500 + 2 × 32 feather = 764x564) exceeds the 320x384 budget: the window is the need
+    rounded up to multiples of 64 (768x576), never a downscaled subject."""
+    window = gch_window(box_mask(2000, 3000, 1000, 1000, 1700, 1500), 256 * 256, 2.0, 32)
+    assert (window.width, window.height) == (768, 576)
+    assert window.left <= 1000 - 32 and window.right >= 1700 + 32
+    assert window.top <= 1000 - 32 and window.bottom >= 1500 + 32
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "max_area"),
+    [
+        (800, 1000, 0.0),  # off: the paper's whole-image GCH
+        (512, 512, 4.0),  # within budget (4 × 256² = 512²)
+        (600, 500, 20.0),  # budget larger than the photo
+    ],
+)
+def test_no_window_within_the_budget_or_when_off(height: int, width: int, max_area: float) -> None:
+    assert gch_window(box_mask(height, width, 100, 100, 200, 200), 256 * 256, max_area, 32) is None
+
+
+def test_a_window_that_would_cover_the_photo_is_the_whole_photo() -> None:
+    """600x130 photo over a 2 × 64² budget: the need fills the height and the width."""
+    assert gch_window(box_mask(130, 600, 0, 0, 600, 130), 64 * 64, 2.0, 32) is None
+
+
+def test_negative_budget_is_refused() -> None:
+    with pytest.raises(DreamMixInputError, match=r"^global_max_area must be 0 \(whole image\) or more, got -1.0\.$"):
+        gch_window(box_mask(800, 1000, 400, 300, 500, 380), 256 * 256, -1.0, 32)
+
+
+def test_put_refuses_a_generated_image_of_another_size() -> None:
+    window = CropRegion(290, 148, 610, 532, 320, 384, 1000, 800)
+    with pytest.raises(DreamMixInputError, match="^The generated image is 1000x800 but the GCH window is 320x384"):
+        put(torch.zeros(1, 800, 1000, 3), torch.zeros(1, 800, 1000, 3), window)
+
+
+def test_gch_runs_on_the_window_at_the_photo_scale_and_the_background_stays_exact() -> None:
+    """The first test's photo and mask at resolution 128: LCG's crop box is 500x400 (half the photo each way), worked
+    at 128x128, so a budget of 8 × 128² is that test's 131072 px and its window (290, 148)-(610, 532). GCH sees the
+    composite's own pixels there (no resampling), the mask cut the same way, and outside mask + feather the result
+    is the photo."""
+    image = torch.rand(1, 800, 1000, 3, generator=torch.Generator().manual_seed(2))
+    mask = box_mask(800, 1000, 400, 300, 500, 380)
+    backend = RecordingBackend()
+    out = dreammix_inpaint(backend, image, mask, InpaintSettings(steps=6, resolution=128, seed=3, global_max_area=8.0))
+    local, harmonise = backend.stages
+    assert local.pixels.shape[1:3] == (128, 128)
+    rows, cols = slice(148, 532), slice(290, 610)
+    assert harmonise.pixels.shape[1:3] == (384, 320) and torch.equal(harmonise.mask, mask[:, rows, cols])
+    outside_feather = feather_mask(mask, 32)[:, rows, cols] == 0
+    assert torch.equal(harmonise.pixels[outside_feather], image[:, rows, cols][outside_feather])  # photo pixels
+    outside = feather_mask(mask, 32) == 0
+    assert torch.equal(out[outside], image[outside])
+    assert torch.equal(out[mask.bool()], torch.full_like(out[mask.bool()], 0.04))  # GCH's constant, seed 3 + 1
