@@ -79,7 +79,7 @@ MIB = 1 << 20
 MASK_SEMI_AXES = (0.33, 0.24)
 """Ellipse semi-axes as fractions of the side: pi * 0.33 * 0.24 ~ 0.25 of the image area."""
 POSITIVE_PROMPT = "a photo of a red backpack on a wooden table"
-DEFAULTED_INPUTS = ("switch", "context_factor", "feather")
+DEFAULTED_INPUTS = ("switch", "context_factor", "feather", "global_max_area")
 PROFILE_STAGES = rf"{PACK_DIR_NAME}|comfy/sd\.py:\d+\((encode|decode)\)|comfy/sample\.py"
 """pstats restriction: the pack's functions and ComfyUI's VAE encode/decode and sampling calls."""
 M_MMAP_THRESHOLD = -3
@@ -176,7 +176,9 @@ def dreammix_runner(node_cls: type) -> Callable[[Workload], torch.Tensor]:
     inputs = {entry.id: entry for entry in node_cls.GET_SCHEMA().inputs}
     defaults = {name: inputs[name].default for name in DEFAULTED_INPUTS}
 
-    def run(work: Workload) -> torch.Tensor:
+    def run(work: Workload, **overrides: Any) -> torch.Tensor:
+        """`overrides`: other values for the node's inputs (photo_size.py sets resolution and global_max_area)."""
+        fixed = {"resolution": work.image.shape[2], **defaults, **overrides}
         output = execute(
             model=work.model,
             positive=work.positive,
@@ -189,8 +191,7 @@ def dreammix_runner(node_cls: type) -> Callable[[Workload], torch.Tensor]:
             cfg=work.cfg,
             sampler_name=work.sampler_name,
             scheduler=work.scheduler,
-            resolution=work.image.shape[2],
-            **defaults,
+            **fixed,
         )
         return output.result[0]
 

@@ -12,13 +12,14 @@ from ..dreammix_core.errors import DreamMixInputError
 from ..dreammix_core.inpainting.pipeline import (
     InpaintSettings,
     check_alignment,
-    dreammix_inpaint,
+    dreammix_inpaint_scenes,
     final_composite,
     fresh_seed,
     global_harmonization,
     local_generation,
     pad_for_latent,
     prepare_local,
+    repeat,
     replace_local,
 )
 from ..dreammix_core.inpainting.region import CropRegion, validate_image_and_mask
@@ -147,6 +148,7 @@ class DreamMixLocalSampler(io.ComfyNode):
                 io.Image.Input("local_image", tooltip="From DreamMix Local Crop."),
                 io.Mask.Input("local_mask", tooltip="From DreamMix Local Crop."),
                 *inputs.sampling(),
+                inputs.variations(),
             ],
             outputs=[
                 io.Latent.Output(
@@ -159,15 +161,28 @@ class DreamMixLocalSampler(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, model, positive, negative, vae, local_image, local_mask, seed, steps, cfg, sampler_name, scheduler, switch
+        cls,
+        model,
+        positive,
+        negative,
+        vae,
+        local_image,
+        local_mask,
+        seed,
+        steps,
+        cfg,
+        sampler_name,
+        scheduler,
+        switch,
+        variations=1,
     ) -> io.NodeOutput:
         backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler)
         local_mask = validate_image_and_mask(local_image, local_mask)
         split = StageSplit.of(steps, switch)
         if split.runs_local:
-            latent = local_generation(backend, local_image, local_mask, steps, split.switch_at, seed)
-        else:
-            latent = backend.encode(local_image)
+            latent = local_generation(backend, local_image, local_mask, steps, split.switch_at, seed, variations)
+        else:  # no LCG step: the crop as it is, once per variation, for GCH to vary
+            latent = repeat(backend.encode(local_image), variations)
         return io.NodeOutput({"samples": latent, LCG_RAN_KEY: split.runs_local})
 
 
@@ -216,12 +231,7 @@ class DreamMixLocalReplace(io.ComfyNode):
         binary = validate_image_and_mask(image, mask)
         if (region.image_width, region.image_height) != (image.shape[2], image.shape[1]):
             raise DreamMixInputError("The region was cropped from an image of another size: connect the same image.")
-        composite = image[..., :3]
-        if local_latent["samples"].shape[0] != 1:
-            raise DreamMixInputError(
-                f"The local latent is a batch of {local_latent['samples'].shape[0]}: connect the latent of one "
-                "DreamMix LCG Sampler run (one image)."
-            )
+        composite = repeat(image[..., :3], local_latent["samples"].shape[0])  # one per variation
         if local_latent.get(LCG_RAN_KEY, True):
             local = vae.decode(local_latent["samples"])
             composite = replace_local(image, binary, region, local.reshape((-1,) + tuple(local.shape[-3:])), feather)
@@ -342,6 +352,7 @@ class DreamMixInpaint(io.ComfyNode):
                     "mask at its own pixel scale, as large as the budget allows; the rest of the scene is kept "
                     "exactly. 0 = always the whole scene (the paper).",
                 ),
+                inputs.variations(),
                 io.Conditioning.Input(
                     "local_positive",
                     optional=True,
@@ -378,13 +389,14 @@ class DreamMixInpaint(io.ComfyNode):
         resolution,
         feather,
         global_max_area=DEFAULT_MAX_AREA,
+        variations=1,
         local_positive=None,
         upscale_model=None,
     ) -> io.NodeOutput:
         backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive)
         side = resolution or native_resolution(model)
-        settings = InpaintSettings(steps, switch, seed, context_factor, side, feather, global_max_area)
-        result = dreammix_inpaint(backend, image, mask, settings, upscaler_from(upscale_model), CHECK_INTERRUPT)
+        settings = InpaintSettings(steps, switch, seed, context_factor, side, feather, global_max_area, variations)
+        result = dreammix_inpaint_scenes(backend, image, mask, settings, upscaler_from(upscale_model), CHECK_INTERRUPT)
         return io.NodeOutput(to_host_dtype(result))
 
 

@@ -89,6 +89,19 @@ def global_max_area(default: float, tooltip: str) -> io.Float.Input:
     )
 
 
+def variations() -> io.Int.Input:
+    """Results per scene from one batched sampler call per stage; optional, so saved workflows still validate."""
+    return io.Int.Input(
+        "variations",
+        default=1,
+        min=1,
+        max=64,
+        optional=True,
+        tooltip="Results per scene, sampled as one batch (one sampler call per stage, much cheaper than separate "
+        "runs on a GPU). The first is the single run's result; the others use ComfyUI's batch noise from the seed.",
+    )
+
+
 def image(tooltip: str = "The scene to inpaint (one image).") -> io.Image.Input:
     return io.Image.Input("image", tooltip=tooltip)
 

@@ -34,7 +34,8 @@ def blend(base: torch.Tensor, top: torch.Tensor, alpha: torch.Tensor) -> torch.T
 
 
 def paste_local(image: torch.Tensor, local: torch.Tensor, region: CropRegion, feather: torch.Tensor) -> torch.Tensor:
-    """Resizes the local result (1, h, w, C) back to the crop box and blends it into the image."""
+    """Resizes the local results (B, h, w, C) back to the crop box and blends each into its copy of the image
+    (B, H, W, C)."""
     box = (slice(None), slice(region.top, region.bottom), slice(region.left, region.right))
     patch = resize_image(local[..., : image.shape[-1]], region.box_width, region.box_height)
     out = image.clone()

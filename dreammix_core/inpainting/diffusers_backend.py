@@ -85,15 +85,17 @@ class DiffusersBackend:
         images = self.vae.decode(latent).sample.to(torch.float32)
         return ((images + 1) / 2).clamp(0, 1).movedim(1, -1).cpu()
 
-    def _conditioning(self, stage: Stage, height: int, width: int) -> tuple[torch.Tensor, dict]:
+    def _conditioning(self, stage: Stage, height: int, width: int, batch: int) -> tuple[torch.Tensor, dict]:
+        """The negative then the positive conditioning, each repeated for a batch of `batch` latents."""
         positive = self.local_positive if stage.name == "local" and self.local_positive else self.positive
-        tokens = torch.cat([self.negative.tokens, positive.tokens]).to(self.unet.device, self._dtype)
+        device, dtype = self.unet.device, self._dtype
+        tokens = torch.cat([self.negative.tokens.expand(batch, -1, -1), positive.tokens.expand(batch, -1, -1)])
         added = {}
         if self.unet.config.addition_embed_type == "text_time":
-            time_ids = torch.tensor([size_conditioning(height, width)] * 2, device=self.unet.device, dtype=self._dtype)
-            pooled = torch.cat([self.negative.pooled, positive.pooled]).to(self.unet.device, self._dtype)
-            added = {"text_embeds": pooled, "time_ids": time_ids}
-        return tokens, added
+            time_ids = torch.tensor([size_conditioning(height, width)] * 2 * batch, device=device, dtype=dtype)
+            pooled = torch.cat([self.negative.pooled.expand(batch, -1), positive.pooled.expand(batch, -1)])
+            added = {"text_embeds": pooled.to(device, dtype), "time_ids": time_ids}
+        return tokens.to(device, dtype), added
 
     def _latent_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """A latent cell is regenerated when any of its pixels is masked."""
@@ -111,11 +113,13 @@ class DiffusersBackend:
         noise = torch.randn(known.shape, generator=generator)
         x = scheduler.add_noise(known, noise, timesteps[stage.start : stage.start + 1])
         denoised = known
-        tokens, added = self._conditioning(stage, *stage.pixels.shape[1:3])
+        batch = known.shape[0]
+        tokens, added = self._conditioning(stage, *stage.pixels.shape[1:3], batch)
         extra = None
         if self.inpainting:
             masked_pixels = stage.pixels * (1 - stage.mask.unsqueeze(-1)) + 0.5 * stage.mask.unsqueeze(-1)
-            extra = torch.cat([keep, self.encode(masked_pixels)], dim=1)
+            masked_latent = self.encode(masked_pixels)  # one per image: a crop shared by variations is one
+            extra = torch.cat([keep.expand(batch, -1, -1, -1), masked_latent.expand(batch, -1, -1, -1)], dim=1)
         for index in range(stage.start, stage.end):
             t = timesteps[index]
             model_in = scheduler.scale_model_input(torch.cat([x, x]), t)

@@ -87,8 +87,8 @@ class FluxDiffusersBackend:
             guidance = torch.full((x.shape[0],), self.guidance, device=device, dtype=torch.float32)
         out = self.transformer(
             hidden_states=pack(x).to(device, dtype),
-            encoder_hidden_states=prompt.tokens.to(device, dtype),
-            pooled_projections=prompt.pooled.to(device, dtype),
+            encoder_hidden_states=prompt.tokens.expand(x.shape[0], -1, -1).to(device, dtype),
+            pooled_projections=prompt.pooled.expand(x.shape[0], -1).to(device, dtype),
             timestep=sigma.expand(x.shape[0]).to(device, dtype),
             img_ids=image_ids(height, width).to(device),
             txt_ids=torch.zeros(prompt.tokens.shape[1], 3, device=device),

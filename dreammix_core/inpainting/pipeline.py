@@ -27,7 +27,7 @@ from .region import (
     validate_image_and_mask,
 )
 from .schedule import RELEASED_CODE_LAMBDA, StageSplit
-from .window import check_one_result, cut, gch_window, put
+from .window import check_batches, cut, gch_window, put
 
 SIZE_MULTIPLE = 64
 
@@ -80,6 +80,19 @@ class InpaintSettings:
     feather: int = FEATHER
     global_max_area: float = 0.0
     """GCH's pixel budget as a multiple of the LCG working area (`window`); 0: the whole image (the paper)."""
+    variations: int = 1
+    """Results per scene, from one batched sampler call per stage: the host's batch noise from `seed` (the
+    first is the single run's noise)."""
+
+
+def check_variations(variations: int) -> None:
+    if variations < 1:
+        raise DreamMixInputError(f"variations must be at least 1, got {variations}.")
+
+
+def repeat(image: torch.Tensor, count: int) -> torch.Tensor:
+    """One image (1, ...) as a batch of `count` copies."""
+    return image.expand(count, *image.shape[1:])
 
 
 def fresh_seed(seed: int) -> int:
@@ -117,19 +130,30 @@ def prepare_local(
 
 
 def local_generation(
-    backend: DenoiseBackend, local_image: torch.Tensor, local_mask: torch.Tensor, steps: int, switch_at: int, seed: int
+    backend: DenoiseBackend,
+    local_image: torch.Tensor,
+    local_mask: torch.Tensor,
+    steps: int,
+    switch_at: int,
+    seed: int,
+    variations: int = 1,
 ) -> torch.Tensor:
-    """LCG: steps [0, switch_at) on the crop; returns the denoised latent estimate at the switch."""
-    stage = Stage("local", backend.encode(local_image), local_image, local_mask, 0, switch_at, steps, seed)
+    """LCG: steps [0, switch_at) on the crop, `variations` at once; returns the denoised latent estimates at the
+    switch (the crop is encoded once and the batch differs only in its noise)."""
+    check_variations(variations)
+    latent = backend.encode(local_image)
+    latent = latent.expand(variations, *latent.shape[1:]).contiguous()
+    stage = Stage("local", latent, local_image, local_mask, 0, switch_at, steps, seed)
     return backend.denoise(stage).denoised
 
 
 def replace_local(
     image: torch.Tensor, mask: torch.Tensor, region: CropRegion, local_result: torch.Tensor, feather: int = FEATHER
 ) -> torch.Tensor:
-    """Pastes the decoded LCG result into the full image with the feathered mask."""
+    """Pastes the decoded LCG result (a batch of variations) into copies of the full image with the feathered mask."""
     mask = validate_image_and_mask(image, mask)
-    return paste_local(as_float32(image[..., :3]), local_result, region, feather_mask(mask, feather))
+    scene = repeat(as_float32(image[..., :3]), local_result.shape[0])
+    return paste_local(scene, local_result, region, feather_mask(mask, feather))
 
 
 def _pad(tensor: torch.Tensor, multiple: int, mode: str) -> torch.Tensor:
@@ -172,15 +196,17 @@ def final_composite(
 
 
 def _composite(image: torch.Tensor, result: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Blends `result`, its latent padding cropped off, onto `image` with the feathered mask `alpha`."""
+    """Blends `result`, its latent padding cropped off, onto `image` with the feathered mask `alpha` (one original
+    takes a batch of variations)."""
     height, width = image.shape[1:3]
-    check_one_result(result, image)
+    check_batches(result, image)
     if not (0 <= result.shape[1] - height < SIZE_MULTIPLE and 0 <= result.shape[2] - width < SIZE_MULTIPLE):
         raise DreamMixInputError(
             f"The generated image is {result.shape[2]}x{result.shape[1]} but the original is "
             f"{width}x{height}: composite the image generated from this original."
         )
     result = result[:, :height, :width]
+    image = repeat(image, result.shape[0]) if image.shape[0] == 1 else image
     out = image.clone()
     out[..., :3] = blend(image[..., :3], result[..., :3], alpha)
     return out
@@ -194,7 +220,8 @@ def dreammix_inpaint(
     upscaler: Upscaler | None = None,
     check_interrupt: Callable[[], None] | None = None,
 ) -> torch.Tensor:
-    """The whole method on one image (1, H, W, C) and mask (1, H, W); returns the inpainted image.
+    """The whole method on one image (1, H, W, C) and mask (1, H, W); returns the inpainted image, or
+    `settings.variations` of them as a batch.
 
     `check_interrupt` is called between the pre-fill's passes and may raise to stop the run (the
     samplers check for themselves through the backend).
@@ -204,12 +231,15 @@ def dreammix_inpaint(
     binary = validate_image_and_mask(image, mask)
     image = as_float32(image)
     alpha = feather_mask(binary, settings.feather)  # one feathered mask for the paste and the final composite
-    composite = image[..., :3]
+    check_variations(settings.variations)
+    composite = repeat(image[..., :3], settings.variations)
     if split.runs_local:
         region, local_image, local_mask = prepare_local(
             image, binary, settings.context_factor, settings.resolution, settings.feather, upscaler, check_interrupt
         )
-        denoised = local_generation(backend, local_image, local_mask, settings.steps, split.switch_at, settings.seed)
+        denoised = local_generation(
+            backend, local_image, local_mask, settings.steps, split.switch_at, settings.seed, settings.variations
+        )
         composite = paste_local(composite, backend.decode(denoised), region, alpha)
     result = composite
     if split.runs_global:
@@ -220,3 +250,25 @@ def dreammix_inpaint(
         latent = global_harmonization(backend, pixels, padded_mask, settings.steps, split.switch_at, seed)
         result = put(composite, as_float32(backend.decode(latent)), window)
     return _composite(image, result, alpha)
+
+
+def dreammix_inpaint_scenes(
+    backend: DenoiseBackend,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    settings: InpaintSettings = InpaintSettings(),
+    upscaler: Upscaler | None = None,
+    check_interrupt: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """`dreammix_inpaint` on each scene of a batch (S, H, W, C), with one mask per scene or one for all; returns
+    the scenes' results in order, `settings.variations` each. Every scene gets its own crop and window."""
+    masks = masks.unsqueeze(0) if masks.ndim == 2 else masks
+    if masks.ndim == 3 and masks.shape[0] not in (1, images.shape[0]):
+        raise DreamMixInputError(
+            f"{masks.shape[0]} masks for {images.shape[0]} scenes: give one mask per scene, or one mask for all."
+        )
+    results = []
+    for index in range(images.shape[0]):
+        mask = masks[index : index + 1] if masks.shape[0] > 1 else masks
+        results.append(dreammix_inpaint(backend, images[index : index + 1], mask, settings, upscaler, check_interrupt))
+    return torch.cat(results)

@@ -84,19 +84,21 @@ def whole_image(width: int, height: int) -> CropRegion:
     return CropRegion(0, 0, width, height, width, height, width, height)
 
 
-def check_one_result(generated: torch.Tensor, image: torch.Tensor) -> None:
-    if generated.shape[0] != image.shape[0]:
+def check_batches(generated: torch.Tensor, image: torch.Tensor) -> None:
+    """One original takes any number of generated images (variations); several originals one each."""
+    if image.shape[0] != 1 and generated.shape[0] != image.shape[0]:
         raise DreamMixInputError(
-            f"The generated image is a batch of {generated.shape[0]}: DreamMix composites one image onto its "
-            "original. Pick one with 'Image From Batch'."
+            f"The generated images are a batch of {generated.shape[0]} but the originals a batch of "
+            f"{image.shape[0]}: composite each scene's results onto its own original."
         )
 
 
 def put(image: torch.Tensor, generated: torch.Tensor, window: CropRegion | None) -> torch.Tensor:
-    """`image` with the window replaced by `generated` (its latent padding cropped off); `generated` for None."""
+    """`image` with the window replaced by `generated` (its latent padding cropped off), one copy per generated
+    image; `generated` for None."""
     if window is None:
         return generated
-    check_one_result(generated, image)
+    check_batches(generated, image)
     if not (
         0 <= generated.shape[1] - window.height < WINDOW_MULTIPLE
         and 0 <= generated.shape[2] - window.width < WINDOW_MULTIPLE
@@ -105,7 +107,7 @@ def put(image: torch.Tensor, generated: torch.Tensor, window: CropRegion | None)
             f"The generated image is {generated.shape[2]}x{generated.shape[1]} but the GCH window is "
             f"{window.width}x{window.height}: connect the window of the DreamMix Local Replace that made it."
         )
-    out = image.clone()
+    out = image.expand(generated.shape[0], *image.shape[1:]).clone()
     rows, cols = slice(window.top, window.bottom), slice(window.left, window.right)
     out[:, rows, cols, :3] = generated[:, : window.height, : window.width, :3]
     return out

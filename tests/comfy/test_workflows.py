@@ -475,10 +475,9 @@ def test_local_crop_at_resolution_0_on_sdxl_is_1024(comfy_server: ComfyServer, s
 @pytest.mark.parametrize(
     ("scene_size", "latents", "message"),
     [
-        (SIZE, 2, "The local latent is a batch of 2: connect the latent of one DreamMix LCG Sampler run (one image)."),
         ((256, 192), 1, "The region was cropped from an image of another size: connect the same image."),
     ],
-    ids=["latent-batch", "another-scene"],
+    ids=["another-scene"],
 )
 def test_local_replace_refusals(
     comfy_server: ComfyServer, scene_size: tuple[int, int], latents: int, message: str

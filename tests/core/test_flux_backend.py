@@ -3,12 +3,15 @@ Euler scheduler, checked against the flow equations written out here."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 from tiny_models import tiny_vae
 
 from dreammix_core import InpaintSettings, Stage, dreammix_inpaint
+from dreammix_core.inpainting.blend import feather_mask
 from dreammix_core.inpainting.diffusers_flux_backend import FluxDiffusersBackend, FluxPrompt, pack, shift_mu, unpack
 
 
@@ -145,3 +148,15 @@ def test_velocity_is_the_transformer_called_as_flux_pipeline_calls_it() -> None:
         ).sample
         velocity = flux._velocity(x, sigma, flux.positive)
     torch.testing.assert_close(velocity, FluxPipeline._unpack_latents(reference, 48, 80, 8))
+
+
+def test_variations_on_flux_are_one_batch_whose_first_is_the_single_run() -> None:
+    image, mask = scene()
+    settings = InpaintSettings(steps=4, resolution=128, seed=1)
+    single = dreammix_inpaint(backend(), image, mask, settings)
+    batch = dreammix_inpaint(backend(), image, mask, replace(settings, variations=2))
+    torch.testing.assert_close(batch[:1], single, atol=1e-4, rtol=0)
+    inside = mask[0].bool()
+    assert (batch[1][inside] - batch[0][inside]).abs().mean() > 0.01
+    outside = feather_mask(mask, 32)[0] == 0
+    assert all(torch.equal(result[outside], image[0][outside]) for result in batch)

@@ -1,7 +1,7 @@
 """The LCG → GCH orchestration: stage plan with a recording backend, end to end on tiny diffusers models."""
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 import torch
@@ -161,16 +161,23 @@ def test_fp16_host_tensors_give_the_float32_result(lam: float) -> None:
     assert torch.equal(out[outside], image16.float()[outside])
 
 
-def test_composite_of_a_generated_batch_is_refused() -> None:
+def test_composite_takes_variations_of_one_original_but_not_a_batch_of_another_size() -> None:
     from dreammix_core.inpainting.pipeline import final_composite
 
     image, mask = scene()
+    generated = torch.rand(3, *image.shape[1:])
+    out = final_composite(image, generated, mask)
+    outside = (feather_mask(mask, 32) == 0).expand(3, -1, -1)
+    assert out.shape == (3, *image.shape[1:]) and torch.equal(out[outside], image.expand(3, -1, -1, -1)[outside])
+    assert torch.equal(out[:, 70, 120], generated[:, 70, 120])  # inside the mask: each variation its own
     expected = (
-        "The generated image is a batch of 2: DreamMix composites one image onto its original. Pick one with "
-        "'Image From Batch'."
+        "The generated images are a batch of 3 but the originals a batch of 2: composite each scene's results onto "
+        "its own original."
     )
     with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
-        final_composite(image, torch.rand(2, *image.shape[1:]), mask)
+        from dreammix_core.inpainting.pipeline import _composite
+
+        _composite(image.expand(2, -1, -1, -1), generated, feather_mask(mask, 32))
 
 
 def _constant_scene(height: int = 200, width: int = 320) -> tuple[torch.Tensor, torch.Tensor]:
@@ -310,3 +317,33 @@ def test_from_pipeline_encodes_the_prompts_with_the_pipeline_own_text_encoder() 
     outside = feather_mask(mask, 32) == 0
     assert out.shape == image.shape and torch.equal(out[outside], image[outside])
     assert not torch.allclose(out[mask.bool()], image[mask.bool()], atol=1e-2)
+
+
+def test_variations_are_one_batched_call_per_stage_with_the_batch_noise() -> None:
+    """Three variations: LCG encodes the crop once and denoises three copies in one call, GCH three composites in
+    one call; with a real model the first variation is the single run (the batch's first noise is the single
+    run's), the others differ, and every one keeps the background exact."""
+    backend = RecordingBackend()
+    image, mask = scene()
+    dreammix_inpaint(backend, image, mask, InpaintSettings(steps=6, resolution=128, variations=3))
+    local, harmonise = backend.stages
+    assert local.latent.shape[0] == 3 and torch.equal(local.latent[0], local.latent[2])
+    assert harmonise.pixels.shape[0] == 3 and harmonise.latent.shape[0] == 3
+
+    image, mask = scene(128, 128)
+    settings = InpaintSettings(steps=4, resolution=64, seed=2)
+    single = dreammix_inpaint(tiny_backend(), image, mask, settings)
+    batch = dreammix_inpaint(tiny_backend(), image, mask, replace(settings, variations=3))
+    assert batch.shape == (3, 128, 128, 3)
+    torch.testing.assert_close(batch[:1], single, atol=1e-4, rtol=0)  # batched convolutions round differently
+    inside = mask[0].bool()
+    assert (batch[1][inside] - batch[0][inside]).abs().mean() > 0.01
+    assert (batch[2][inside] - batch[1][inside]).abs().mean() > 0.01
+    outside = feather_mask(mask, 32)[0] == 0
+    for result in batch:
+        assert torch.equal(result[outside], image[0][outside])
+
+
+def test_variations_below_one_are_refused() -> None:
+    with pytest.raises(DreamMixInputError, match=r"^variations must be at least 1, got 0\.$"):
+        dreammix_inpaint(RecordingBackend(), *scene(), InpaintSettings(variations=0))
