@@ -115,6 +115,14 @@ class Measurement:
     peak_bytes: int
 
 
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """What both paths sample with (photo_size.py takes the same)."""
+    parser.add_argument("--cfg", type=float, default=4.0)
+    parser.add_argument("--sampler", default="euler", help="e.g. euler or dpmpp_2m_sde")
+    parser.add_argument("--scheduler", default="normal", help="e.g. normal or karras")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI checkout to import as a library")
@@ -122,10 +130,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=256, help="side of the square scene in pixels")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3, help="measured runs of each path, after one warm-up each")
-    parser.add_argument("--cfg", type=float, default=4.0)
-    parser.add_argument("--sampler", default="euler", help="e.g. euler or dpmpp_2m_sde")
-    parser.add_argument("--scheduler", default="normal", help="e.g. normal or karras")
-    parser.add_argument("--seed", type=int, default=0)
+    add_sampling_arguments(parser)
     parser.add_argument(
         "--profile",
         type=int,

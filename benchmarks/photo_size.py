@@ -36,6 +36,7 @@ from inference_overhead import (
     POSITIVE_PROMPT,
     Measurement,
     Workload,
+    add_sampling_arguments,
     dreammix_runner,
     encode_prompt,
     import_comfyui,
@@ -60,10 +61,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_model_arguments(parser)
     parser.add_argument("--sides", default="512,1024,2048,4096", help="comma-separated square photo sides")
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--cfg", type=float, default=4.0)
-    parser.add_argument("--sampler", default="euler")
-    parser.add_argument("--scheduler", default="normal")
-    parser.add_argument("--seed", type=int, default=0)
+    add_sampling_arguments(parser)
     parser.add_argument(
         "--whole-photo-up-to",
         type=float,

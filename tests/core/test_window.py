@@ -57,6 +57,12 @@ def test_no_window_within_the_budget_or_when_off(height: int, width: int, max_ar
     assert gch_window(box_mask(height, width, 100, 100, 200, 200), 256 * 256, max_area, 32) is None
 
 
+def test_a_photo_exactly_at_the_budget_is_whole() -> None:
+    """1000x262 = 262000 px over a budget of 4 × 65500: at the budget, so no window, though one (960 wide)
+    would fit."""
+    assert gch_window(box_mask(262, 1000, 100, 100, 200, 200), 65500, 4.0, 32) is None
+
+
 def test_a_window_that_would_cover_the_photo_is_the_whole_photo() -> None:
     """600x130 photo over a 2 × 64² budget: the need fills the height and the width."""
     assert gch_window(box_mask(130, 600, 0, 0, 600, 130), 64 * 64, 2.0, 32) is None
@@ -67,10 +73,16 @@ def test_negative_budget_is_refused() -> None:
         gch_window(box_mask(800, 1000, 400, 300, 500, 380), 256 * 256, -1.0, 32)
 
 
-def test_put_refuses_a_generated_image_of_another_size() -> None:
+@pytest.mark.parametrize(("height", "width"), [(800, 1000), (384 + 64, 320), (384, 320 + 64), (383, 320)])
+def test_put_refuses_a_generated_image_of_another_size(height: int, width: int) -> None:
+    """The window's size plus latent padding (under 64) is accepted; anything else names both sizes."""
     window = CropRegion(290, 148, 610, 532, 320, 384, 1000, 800)
-    with pytest.raises(DreamMixInputError, match="^The generated image is 1000x800 but the GCH window is 320x384"):
-        put(torch.zeros(1, 800, 1000, 3), torch.zeros(1, 800, 1000, 3), window)
+    with pytest.raises(
+        DreamMixInputError, match=f"^The generated image is {width}x{height} but the GCH window is 320x384"
+    ):
+        put(torch.zeros(1, 800, 1000, 3), torch.zeros(1, height, width, 3), window)
+    placed = put(torch.zeros(1, 800, 1000, 3), torch.ones(1, 384 + 63, 320 + 63, 3), window)
+    assert placed.sum() == 3 * 384 * 320 and placed[0, 148:532, 290:610].min() == 1
 
 
 def test_gch_runs_on_the_window_at_the_photo_scale_and_the_background_stays_exact() -> None:
