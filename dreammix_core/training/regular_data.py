@@ -100,3 +100,14 @@ def read_regular_dataset(folder: str) -> list[tuple[str, torch.Tensor, torch.Ten
                 if pair is not None:
                     items.append((prompt, *pair))
     return items
+
+
+def batches(todo: list[tuple[str, str, int]], size: int) -> list[list[tuple[str, str, int]]]:
+    """The missing (prompt, folder, index) images in runs of at most `size` of one prompt, in order."""
+    runs: list[list[tuple[str, str, int]]] = []
+    for item in todo:
+        if runs and runs[-1][0][0] == item[0] and len(runs[-1]) < size:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs

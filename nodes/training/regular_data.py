@@ -22,6 +22,7 @@ from ...dreammix_core.errors import DreamMixInputError
 from ...dreammix_core.paths import confined_path
 from ...dreammix_core.training.data import background_difference_mask
 from ...dreammix_core.training.regular_data import (
+    batches,
     image_paths,
     image_seed,
     load_pair,
@@ -104,6 +105,16 @@ class DreamMixRegularData(io.ComfyNode):
                     tooltip="Colour distance to the background (median of the image border) above which a pixel "
                     "is object. Falls back to a centred ellipse when the background is not plain.",
                 ),
+                io.Int.Input(
+                    "batch_size",
+                    default=1,
+                    min=1,
+                    max=64,
+                    optional=True,
+                    tooltip="Images of one prompt sampled together: much faster on a GPU, more memory. Each image "
+                    "keeps its own seed, so the files match one-by-one generation (up to rounding; ancestral and "
+                    "SDE samplers draw their extra noise per batch).",
+                ),
             ],
             outputs=[
                 io.String.Output(
@@ -134,6 +145,7 @@ class DreamMixRegularData(io.ComfyNode):
         background_suffix,
         negative_prompt,
         mask_threshold,
+        batch_size=1,
     ) -> io.NodeOutput:
         prompts = [line.strip() for line in regular_prompts.splitlines() if line.strip()]
         if not prompts:
@@ -150,13 +162,15 @@ class DreamMixRegularData(io.ComfyNode):
         progress = comfy.utils.ProgressBar(max(len(todo), 1))
         conds = {}
         negative = clip.encode_from_tokens_scheduled(clip.tokenize(negative_prompt))
-        for done, (prompt, folder, i) in enumerate(todo):
+        done = 0
+        for batch in batches(todo, batch_size):
             comfy.model_management.throw_exception_if_processing_interrupted()
+            prompt = batch[0][0]
             if prompt not in conds:
                 conds[prompt] = clip.encode_from_tokens_scheduled(clip.tokenize(prompt + background_suffix))
-            seed_i = image_seed(seed, prompt, i)
-            latent = torch.zeros(1, vae.latent_channels, side // cell, side // cell)
-            noise = comfy.sample.prepare_noise(latent, seed_i)
+            seeds = [image_seed(seed, prompt, i) for _, _, i in batch]
+            latent = torch.zeros(len(batch), vae.latent_channels, side // cell, side // cell)
+            noise = torch.cat([comfy.sample.prepare_noise(latent[:1], seed_i) for seed_i in seeds])
             callback = latent_preview.prepare_callback(model, steps)
             samples = comfy.sample.sample(
                 model,
@@ -170,11 +184,13 @@ class DreamMixRegularData(io.ComfyNode):
                 latent,
                 callback=callback,
                 disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
-                seed=seed_i,
+                seed=seeds[0],
             )
-            image = vae.decode(samples)[0].float()
-            save_pair(folder, i, image, background_difference_mask(image, mask_threshold))
-            progress.update_absolute(done + 1)
+            decoded = vae.decode(samples).float()
+            for image, (_, folder, i) in zip(decoded.reshape((-1,) + tuple(decoded.shape[-3:])), batch):
+                save_pair(folder, i, image, background_difference_mask(image, mask_threshold))
+            done += len(batch)
+            progress.update_absolute(done)
         images, masks = [], []
         for prompt in prompts:
             folder = prompt_folder(root, prompt)

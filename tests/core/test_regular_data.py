@@ -11,6 +11,7 @@ import torch
 from dreammix_core.training.regular_data import (
     MASK_SUFFIX,
     PROMPT_FILE,
+    batches,
     image_paths,
     image_seed,
     load_pair,
@@ -100,3 +101,12 @@ def test_saved_values_are_clamped_to_the_unit_range(tmp_path) -> None:
     loaded = load_pair(*image_paths(str(tmp_path), 0))
     assert loaded is not None
     assert loaded[0][0, 0].tolist() == [0.0, 0.0, 0.0] and loaded[0][1, 1].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_batches_hold_one_prompt_each_in_order() -> None:
+    """Missing images 0, 2, 3, 4 of prompt a and 1 of prompt b in runs of 2: a's split 2 + 2, b alone."""
+    todo = [("a", "fa", 0), ("a", "fa", 2), ("a", "fa", 3), ("a", "fa", 4), ("b", "fb", 1)]
+    assert batches(todo, 2) == [[todo[0], todo[1]], [todo[2], todo[3]], [todo[4]]]
+    assert batches(todo, 8) == [todo[:4], todo[4:]]
+    assert batches(todo, 1) == [[item] for item in todo]
+    assert batches([], 4) == []
