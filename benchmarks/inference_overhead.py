@@ -159,15 +159,15 @@ def import_comfyui(comfyui: Path) -> None:
     args.cpu = not torch.cuda.is_available()
 
 
-def load_pack(custom_nodes: Path) -> type:
-    """Loads this repository as ComfyUI loads a custom node folder and returns the node class."""
+def load_pack(custom_nodes: Path, node_id: str = NODE_ID) -> type:
+    """Loads this repository as ComfyUI loads a custom node folder and returns the class of `node_id`."""
     import nodes
 
     link = custom_nodes / PACK_DIR_NAME
     link.symlink_to(REPO_ROOT, target_is_directory=True)
     if not asyncio.run(nodes.load_custom_node(str(link))):
         raise RuntimeError(f"ComfyUI could not load {REPO_ROOT} as a custom node pack (see the log above).")
-    return nodes.NODE_CLASS_MAPPINGS[NODE_ID]
+    return nodes.NODE_CLASS_MAPPINGS[node_id]
 
 
 def dreammix_runner(node_cls: type) -> Callable[[Workload], torch.Tensor]:
