@@ -347,3 +347,28 @@ def test_variations_are_one_batched_call_per_stage_with_the_batch_noise() -> Non
 def test_variations_below_one_are_refused() -> None:
     with pytest.raises(DreamMixInputError, match=r"^variations must be at least 1, got 0\.$"):
         dreammix_inpaint(RecordingBackend(), *scene(), InpaintSettings(variations=0))
+
+
+def test_a_batch_of_scenes_gets_each_its_own_crop_and_variations() -> None:
+    """Two scenes with a mask each (the second mask elsewhere), 2 variations: 4 results, scene by scene, each exact
+    outside its own mask + feather; LCG cropped around each scene's own mask."""
+    from dreammix_core.inpainting.pipeline import dreammix_inpaint_scenes
+
+    image, mask = scene()
+    images = torch.cat([image, image.flip(2)])
+    masks = torch.cat([mask, mask.flip(2)])
+    backend = RecordingBackend()
+    out = dreammix_inpaint_scenes(backend, images, masks, InpaintSettings(steps=6, resolution=128, variations=2))
+    assert out.shape == (4, *image.shape[1:])
+    assert [stage.name for stage in backend.stages] == ["local", "global", "local", "global"]
+    for index in range(4):
+        outside = feather_mask(masks[index // 2 : index // 2 + 1], 32)[0] == 0
+        assert torch.equal(out[index][outside], images[index // 2][outside])
+    first, second = (stage.pixels for stage in backend.stages[::2])
+    assert not torch.equal(first, second)  # each scene its own crop
+    one_mask = dreammix_inpaint_scenes(RecordingBackend(), images, mask, InpaintSettings(steps=6, resolution=128))
+    assert one_mask.shape[0] == 2
+    with pytest.raises(
+        DreamMixInputError, match=r"^3 masks for 2 scenes: give one mask per scene, or one mask for all\.$"
+    ):
+        dreammix_inpaint_scenes(RecordingBackend(), images, torch.cat([mask] * 3), InpaintSettings())
