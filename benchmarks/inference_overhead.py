@@ -159,6 +159,16 @@ def import_comfyui(comfyui: Path) -> None:
     args.cpu = not torch.cuda.is_available()
 
 
+def prepare_host(comfyui: Path) -> None:
+    """ComfyUI importable, its progress bars off (they would fill the output), RSS following live memory on CPU."""
+    import_comfyui(comfyui)
+    import comfy.utils
+
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    if not torch.cuda.is_available():
+        make_rss_follow_live_memory()
+
+
 def load_pack(custom_nodes: Path, node_id: str = NODE_ID) -> type:
     """Loads this repository as ComfyUI loads a custom node folder and returns the class of `node_id`."""
     import nodes
@@ -377,13 +387,9 @@ def ratio(results: dict[str, list[Measurement]], field: str) -> float:
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    import_comfyui(args.comfyui)
+    prepare_host(args.comfyui)
     import comfy.model_management
-    import comfy.utils
 
-    comfy.utils.PROGRESS_BAR_ENABLED = False  # both paths read it; keeps the output to the table
-    if not torch.cuda.is_available():
-        make_rss_follow_live_memory()
     with tempfile.TemporaryDirectory(prefix="dreammix-bench-") as custom_nodes:
         node_cls = load_pack(Path(custom_nodes))
         run_dreammix = dreammix_runner(node_cls)

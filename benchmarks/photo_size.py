@@ -39,11 +39,10 @@ from inference_overhead import (
     add_sampling_arguments,
     dreammix_runner,
     encode_prompt,
-    import_comfyui,
     load_pack,
-    make_rss_follow_live_memory,
     make_scene,
     measure,
+    prepare_host,
     run_plain,
 )
 from model_files import add_model_arguments, load_models, model_name
@@ -89,13 +88,9 @@ def megapixels(side: int) -> float:
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    import_comfyui(args.comfyui)
+    prepare_host(args.comfyui)
     import comfy.model_management
-    import comfy.utils
 
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    if not torch.cuda.is_available():
-        make_rss_follow_live_memory()
     table: dict[tuple[int, str], Measurement] = {}
     with tempfile.TemporaryDirectory(prefix="dreammix-bench-") as custom_nodes:
         node_cls = load_pack(Path(custom_nodes))

@@ -23,9 +23,8 @@ from pathlib import Path
 import torch
 from inference_overhead import (
     benchmark,
-    import_comfyui,
     load_pack,
-    make_rss_follow_live_memory,
+    prepare_host,
     print_table,
     ratio,
 )
@@ -49,15 +48,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    import_comfyui(args.comfyui)
+    prepare_host(args.comfyui)
     import comfy.model_management
-    import comfy.utils
     import folder_paths
     from comfy_api.internal import make_locked_method_func
 
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    if not torch.cuda.is_available():
-        make_rss_follow_live_memory()
     with tempfile.TemporaryDirectory(prefix="dreammix-bench-") as work:
         folder_paths.set_output_directory(str(Path(work) / "output"))
         (Path(work) / "nodes").mkdir()

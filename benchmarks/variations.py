@@ -29,11 +29,10 @@ from inference_overhead import (
     benchmark,
     dreammix_runner,
     encode_prompt,
-    import_comfyui,
     load_pack,
     make_mask,
-    make_rss_follow_live_memory,
     make_scene,
+    prepare_host,
     print_table,
     ratio,
 )
@@ -57,13 +56,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    import_comfyui(args.comfyui)
+    prepare_host(args.comfyui)
     import comfy.model_management
-    import comfy.utils
 
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    if not torch.cuda.is_available():
-        make_rss_follow_live_memory()
     with tempfile.TemporaryDirectory(prefix="dreammix-bench-") as custom_nodes:
         run_dreammix = dreammix_runner(load_pack(Path(custom_nodes)))
         model, clip, vae = load_models(args)
