@@ -125,8 +125,19 @@ def prepare_local(
     """The local crop, its masked pixels pre-filled, and its binary mask; `check_interrupt` may stop the fill."""
     mask = validate_image_and_mask(image, mask)
     region = local_region(mask, context_factor, resolution, feather)
+    return region, *filled_crop(image, mask, region, upscaler, check_interrupt)
+
+
+def filled_crop(
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    region: CropRegion,
+    upscaler: Upscaler | None = None,
+    check_interrupt: Callable[[], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The region of an image and its binary mask at the working size, the masked pixels pre-filled."""
     local_image, local_mask = crop(as_float32(image[..., :3]), mask, region, upscaler)
-    return region, smooth_fill(local_image, local_mask, check_interrupt), local_mask
+    return smooth_fill(local_image, local_mask, check_interrupt), local_mask
 
 
 def local_generation(
@@ -141,8 +152,7 @@ def local_generation(
     """LCG: steps [0, switch_at) on the crop, `variations` at once; returns the denoised latent estimates at the
     switch (the crop is encoded once and the batch differs only in its noise)."""
     check_variations(variations)
-    latent = backend.encode(local_image)
-    latent = latent.expand(variations, *latent.shape[1:]).contiguous()
+    latent = repeat(backend.encode(local_image), variations).contiguous()
     stage = Stage("local", latent, local_image, local_mask, 0, switch_at, steps, seed)
     return backend.denoise(stage).denoised
 
@@ -233,17 +243,15 @@ def dreammix_inpaint(
     alpha = feather_mask(binary, settings.feather)  # one feathered mask for the paste and the final composite
     check_variations(settings.variations)
     composite = repeat(image[..., :3], settings.variations)
+    region = local_region(binary, settings.context_factor, settings.resolution, settings.feather)
     if split.runs_local:
-        region, local_image, local_mask = prepare_local(
-            image, binary, settings.context_factor, settings.resolution, settings.feather, upscaler, check_interrupt
-        )
+        local_image, local_mask = filled_crop(image, binary, region, upscaler, check_interrupt)
         denoised = local_generation(
             backend, local_image, local_mask, settings.steps, split.switch_at, settings.seed, settings.variations
         )
         composite = paste_local(composite, backend.decode(denoised), region, alpha)
     result = composite
     if split.runs_global:
-        region = local_region(binary, settings.context_factor, settings.resolution, settings.feather)
         window = gch_window(binary, region.width * region.height, settings.global_max_area, settings.feather)
         pixels, padded_mask = pad_for_latent(cut(composite, window), cut(binary, window), backend.spatial_factor)
         seed = fresh_seed(settings.seed)
