@@ -19,17 +19,17 @@ from .blend import FEATHER, blend, feather_mask, paste_local
 from .fill import smooth_fill
 from .region import (
     RELEASED_CONTEXT_FACTOR,
+    SIZE_MULTIPLE,
     CropRegion,
     Upscaler,
     as_float32,
+    check_generated_size,
     compute_region,
     crop,
     validate_image_and_mask,
 )
 from .schedule import RELEASED_CODE_LAMBDA, StageSplit
 from .window import check_batches, cut, gch_window, put
-
-SIZE_MULTIPLE = 64
 
 
 @dataclass(frozen=True)
@@ -210,11 +210,7 @@ def _composite(image: torch.Tensor, result: torch.Tensor, alpha: torch.Tensor) -
     takes a batch of variations)."""
     height, width = image.shape[1:3]
     check_batches(result, image)
-    if not (0 <= result.shape[1] - height < SIZE_MULTIPLE and 0 <= result.shape[2] - width < SIZE_MULTIPLE):
-        raise DreamMixInputError(
-            f"The generated image is {result.shape[2]}x{result.shape[1]} but the original is "
-            f"{width}x{height}: composite the image generated from this original."
-        )
+    check_generated_size(result, width, height, "the original", "composite the image generated from this original.")
     result = result[:, :height, :width]
     image = repeat(image, result.shape[0]) if image.shape[0] == 1 else image
     out = image.clone()

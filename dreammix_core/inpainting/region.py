@@ -21,6 +21,9 @@ EXPAND = 1.15
 """Half-side of the initial square, relative to the larger half-extent of the mask's box."""
 RELEASED_CONTEXT_FACTOR = 0.5
 """The crop covers at least this share of the image's height and width (released notebook)."""
+SIZE_MULTIPLE = 64
+"""Crop and window sides are multiples of this (every latent cell × patch divides it), so a generated image is
+its target plus under this much latent padding on the bottom and right."""
 
 Upscaler = Callable[[torch.Tensor], torch.Tensor]
 """Maps an image (1, h, w, c) to a larger one (1, s·h, s·w, c), e.g. a super-resolution model."""
@@ -110,7 +113,7 @@ def compute_region(
     mask: torch.Tensor,
     context_factor: float = RELEASED_CONTEXT_FACTOR,
     resolution: int = 1024,
-    multiple: int = 64,
+    multiple: int = SIZE_MULTIPLE,
     min_margin: int = 0,
 ) -> CropRegion:
     """The crop box of method.md §2 for a binary mask (1, H, W) or (H, W).
@@ -157,6 +160,14 @@ def resize_mask(mask: torch.Tensor, width: int, height: int) -> torch.Tensor:
         return binarize(mask)
     resized = F.interpolate(as_float32(mask).unsqueeze(1), size=(height, width), mode="bilinear", antialias=True)
     return binarize(resized.squeeze(1))
+
+
+def check_generated_size(generated: torch.Tensor, width: int, height: int, target: str, fix: str) -> None:
+    """Refuses a generated image (B, H, W, C) that is not `target` (width × height) plus latent padding."""
+    if not (0 <= generated.shape[1] - height < SIZE_MULTIPLE and 0 <= generated.shape[2] - width < SIZE_MULTIPLE):
+        raise DreamMixInputError(
+            f"The generated image is {generated.shape[2]}x{generated.shape[1]} but {target} is {width}x{height}: {fix}"
+        )
 
 
 def crop(

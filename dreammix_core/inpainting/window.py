@@ -17,20 +17,18 @@ import torch
 
 from ..errors import DreamMixInputError
 from ..masks import mask_bbox
-from .region import CropRegion
+from .region import SIZE_MULTIPLE, CropRegion, check_generated_size
 
 DEFAULT_MAX_AREA = 4.0
 """The nodes' budget: 4 × the working area (1 MP for SD1.5, 4 MP for SDXL and FLUX at resolution 0)."""
-WINDOW_MULTIPLE = 64
-"""Window sides are multiples of this where the photo allows (every latent cell × patch divides it)."""
 
 
 def _down(value: float) -> int:
-    return int(value // WINDOW_MULTIPLE) * WINDOW_MULTIPLE
+    return int(value // SIZE_MULTIPLE) * SIZE_MULTIPLE
 
 
 def _up(value: int) -> int:
-    return -(-value // WINDOW_MULTIPLE) * WINDOW_MULTIPLE
+    return -(-value // SIZE_MULTIPLE) * SIZE_MULTIPLE
 
 
 def _place(need_lo: int, need_hi: int, size: int, limit: int) -> int:
@@ -44,9 +42,9 @@ def gch_window(mask: torch.Tensor, working_area: int, max_area: float, margin: i
 
     None when `max_area` is 0 (the paper's whole-image GCH) or the image is within the budget of
     `max_area` × `working_area` pixels. Otherwise the mask's box grown by `margin` (the feather) on
-    every side, widened to the budget: a square where the photo allows, the room an edge takes from one
-    side given to the other. A mask whose box alone exceeds the budget gets just that box: the subject
-    keeps its pixels whatever it costs.
+    every side, widened to the budget: a square where the photo allows (sides multiples of
+    SIZE_MULTIPLE), the room an edge takes from one side given to the other. A mask whose box alone
+    exceeds the budget gets just that box: the subject keeps its pixels whatever it costs.
     """
     if max_area < 0:
         raise DreamMixInputError(f"global_max_area must be 0 (whole image) or more, got {max_area}.")
@@ -99,14 +97,13 @@ def put(image: torch.Tensor, generated: torch.Tensor, window: CropRegion | None)
     if window is None:
         return generated
     check_batches(generated, image)
-    if not (
-        0 <= generated.shape[1] - window.height < WINDOW_MULTIPLE
-        and 0 <= generated.shape[2] - window.width < WINDOW_MULTIPLE
-    ):
-        raise DreamMixInputError(
-            f"The generated image is {generated.shape[2]}x{generated.shape[1]} but the GCH window is "
-            f"{window.width}x{window.height}: connect the window of the DreamMix Local Replace that made it."
-        )
+    check_generated_size(
+        generated,
+        window.width,
+        window.height,
+        "the GCH window",
+        "connect the window of the DreamMix Local Replace that made it.",
+    )
     out = image.expand(generated.shape[0], *image.shape[1:]).clone()
     rows, cols = slice(window.top, window.bottom), slice(window.left, window.right)
     out[:, rows, cols, :3] = generated[:, : window.height, : window.width, :3]
