@@ -29,6 +29,7 @@ from ..dreammix_core.masks import binarize
 from . import inputs
 from .comfy_backend import ComfyBackend, native_resolution, spatial_factor
 from .convert import to_host_dtype
+from .upscale import upscaler_from
 
 CATEGORY = "DreamMix/inpaint"
 Region = io.Custom("DREAMMIX_REGION")
@@ -39,34 +40,10 @@ LCG_RAN_KEY = "dreammix_lcg_ran"
 """Set on the LCG output LATENT so the replacement node knows when LCG did not run (λ = 1)."""
 
 
-def upscaler_from(upscale_model):
-    """Wraps a ComfyUI UPSCALE_MODEL (spandrel) as an image → larger image function."""
-    if upscale_model is None:
-        return None
-
-    def upscale(image: torch.Tensor) -> torch.Tensor:
-        device = comfy.model_management.get_torch_device()
-        comfy.model_management.free_memory(comfy.model_management.module_size(upscale_model.model), device)
-        upscale_model.to(device)
-        try:
-            pixels = image.movedim(-1, 1).to(device)
-            pbar = comfy.utils.ProgressBar(
-                comfy.utils.get_tiled_scale_steps(pixels.shape[3], pixels.shape[2], 512, 512, 32)
-            )
-            out = comfy.utils.tiled_scale(
-                pixels,
-                lambda tile: upscale_model(tile),
-                tile_x=512,
-                tile_y=512,
-                overlap=32,
-                upscale_amount=upscale_model.scale,
-                pbar=pbar,
-            )
-        finally:
-            upscale_model.to("cpu")
-        return out.movedim(1, -1).clamp(0, 1).cpu()
-
-    return upscale
+def _check_cut_from(image: torch.Tensor, box: CropRegion, what: str) -> None:
+    """Refuses a region or window that another node cut from an image of another size than `image`."""
+    if (box.image_width, box.image_height) != (image.shape[2], image.shape[1]):
+        raise DreamMixInputError(f"{what} from an image of another size: connect the same image.")
 
 
 def _backend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive=None) -> ComfyBackend:
@@ -229,8 +206,7 @@ class DreamMixLocalReplace(io.ComfyNode):
     @classmethod
     def execute(cls, vae, local_latent, region: CropRegion, image, mask, feather, global_max_area=0.0) -> io.NodeOutput:
         binary = validate_image_and_mask(image, mask)
-        if (region.image_width, region.image_height) != (image.shape[2], image.shape[1]):
-            raise DreamMixInputError("The region was cropped from an image of another size: connect the same image.")
+        _check_cut_from(image, region, "The region was cropped")
         composite = repeat(image[..., :3], local_latent["samples"].shape[0])  # one per variation
         if local_latent.get(LCG_RAN_KEY, True):
             local = vae.decode(local_latent["samples"])
@@ -319,8 +295,8 @@ class DreamMixComposite(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, generated, mask, feather, window: CropRegion | None = None) -> io.NodeOutput:
-        if window is not None and (window.image_width, window.image_height) != (image.shape[2], image.shape[1]):
-            raise DreamMixInputError("The window was cut from an image of another size: connect the same image.")
+        if window is not None:
+            _check_cut_from(image, window, "The window was cut")
         generated = put(image.to(generated.dtype), generated, window)
         return io.NodeOutput(to_host_dtype(final_composite(image, generated, mask, feather)))
 
