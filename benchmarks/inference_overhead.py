@@ -379,6 +379,16 @@ def print_table(results: dict[str, list[Measurement]], device: str) -> None:
     print(f"cpu-time ratio {ratio(results, 'cpu_seconds'):.3f} ({first}/{second}, medians)")
 
 
+def print_report(results: dict[str, list[Measurement]], settings: str) -> None:
+    """The settings line with the device, the table, and last `RATIO time=<first/second> memory=<first/second>`."""
+    import comfy.model_management
+
+    device = comfy.model_management.get_torch_device().type
+    print(f"{settings}  device {device}  torch threads {torch.get_num_threads()}")
+    print_table(results, device)
+    print(f"RATIO time={ratio(results, 'seconds'):.3f} memory={ratio(results, 'peak_bytes'):.3f}")
+
+
 def ratio(results: dict[str, list[Measurement]], field: str) -> float:
     """The first path's median over the second's (dreammix/plain here)."""
     first, second = (statistics.median(getattr(m, field) for m in runs) for runs in list(results.values())[:2])
@@ -388,7 +398,6 @@ def ratio(results: dict[str, list[Measurement]], field: str) -> float:
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     prepare_host(args.comfyui)
-    import comfy.model_management
 
     with tempfile.TemporaryDirectory(prefix="dreammix-bench-") as custom_nodes:
         node_cls = load_pack(Path(custom_nodes))
@@ -414,13 +423,11 @@ def main(argv: list[str]) -> None:
             results = benchmark(runs, args.repeats)
             if args.profile:
                 print_profile(runs["dreammix"], args.profile)
-    device = comfy.model_management.get_torch_device().type
-    print(
-        f"model {model_name(args)}  device {device}  size {args.size}  steps {args.steps}  "
-        f"sampler {args.sampler}/{args.scheduler}  cfg {args.cfg}  torch threads {torch.get_num_threads()}"
+    print_report(
+        results,
+        f"model {model_name(args)}  size {args.size}  steps {args.steps}  sampler {args.sampler}/{args.scheduler}  "
+        f"cfg {args.cfg}",
     )
-    print_table(results, device)
-    print(f"RATIO time={ratio(results, 'seconds'):.3f} memory={ratio(results, 'peak_bytes'):.3f}")
 
 
 if __name__ == "__main__":

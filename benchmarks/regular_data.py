@@ -25,8 +25,7 @@ from inference_overhead import (
     benchmark,
     load_pack,
     prepare_host,
-    print_table,
-    ratio,
+    print_report,
 )
 from model_files import add_model_arguments, load_models, model_name
 
@@ -49,7 +48,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     prepare_host(args.comfyui)
-    import comfy.model_management
     import folder_paths
     from comfy_api.internal import make_locked_method_func
 
@@ -74,13 +72,11 @@ def main(argv: list[str]) -> None:
         runs = {"batched": lambda: generate(args.batch_size), "one_by_one": lambda: generate(1)}
         with torch.inference_mode():
             results = benchmark(runs, args.repeats)
-    device = comfy.model_management.get_torch_device().type
-    print(
-        f"model {model_name(args)}  device {device}  size {args.size}  steps {args.steps}  images {args.images}  "
-        f"batch size {args.batch_size}  torch threads {torch.get_num_threads()}"
+    print_report(
+        results,
+        f"model {model_name(args)}  size {args.size}  steps {args.steps}  images {args.images}  "
+        f"batch size {args.batch_size}",
     )
-    print_table(results, device)
-    print(f"RATIO time={ratio(results, 'seconds'):.3f} memory={ratio(results, 'peak_bytes'):.3f}")
 
 
 if __name__ == "__main__":

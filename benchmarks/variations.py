@@ -33,8 +33,7 @@ from inference_overhead import (
     make_mask,
     make_scene,
     prepare_host,
-    print_table,
-    ratio,
+    print_report,
 )
 from model_files import add_model_arguments, load_models, model_name
 
@@ -57,7 +56,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     prepare_host(args.comfyui)
-    import comfy.model_management
 
     with tempfile.TemporaryDirectory(prefix="dreammix-bench-") as custom_nodes:
         run_dreammix = dreammix_runner(load_pack(Path(custom_nodes)))
@@ -73,13 +71,11 @@ def main(argv: list[str]) -> None:
         runs = {"batched": lambda: run_dreammix(work, variations=args.variations), "separate": separate}
         with torch.inference_mode():
             results = benchmark(runs, args.repeats)
-    device = comfy.model_management.get_torch_device().type
-    print(
-        f"model {model_name(args)}  device {device}  size {args.size}  steps {args.steps}  variations "
-        f"{args.variations}  sampler {args.sampler}/{args.scheduler}  torch threads {torch.get_num_threads()}"
+    print_report(
+        results,
+        f"model {model_name(args)}  size {args.size}  steps {args.steps}  variations {args.variations}  "
+        f"sampler {args.sampler}/{args.scheduler}",
     )
-    print_table(results, device)
-    print(f"RATIO time={ratio(results, 'seconds'):.3f} memory={ratio(results, 'peak_bytes'):.3f}")
 
 
 if __name__ == "__main__":
