@@ -98,12 +98,6 @@ def size_conditioning(conditioning: list, pixels: torch.Tensor) -> list:
     )
 
 
-def masked_image_latent(vae, pixels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The image with its masked pixels grey, encoded: what ComfyUI's inpainting models take as extra input."""
-    keep = (1.0 - mask).unsqueeze(-1)
-    return vae.encode((pixels[..., :3] - 0.5) * keep + 0.5)
-
-
 class ComfyBackend:
     """Runs each DreamMix stage as one `sample_custom` call over a slice of the full schedule.
 
@@ -148,15 +142,13 @@ class ComfyBackend:
         positive = self.local_positive if stage.name == "local" and self.local_positive is not None else self.positive
         positive = size_conditioning(positive, stage.pixels)
         negative = size_conditioning(self.negative, stage.pixels)
+        mask = stage.per_item(stage.mask).unsqueeze(1)
         if is_inpainting_model(self.model):
-            extra = {
-                "concat_latent_image": masked_image_latent(self.vae, stage.pixels, stage.mask),
-                "concat_mask": stage.mask.unsqueeze(1),
-            }
+            extra = {"concat_latent_image": stage.per_item(self.vae.encode(stage.masked_pixels())), "concat_mask": mask}
             positive = node_helpers.conditioning_set_values(positive, extra)
             negative = node_helpers.conditioning_set_values(negative, extra)
         latent = comfy.sample.fix_empty_latent_channels(self.model, stage.latent)
-        noise = comfy.sample.prepare_noise(latent, stage.seed)
+        noise = stage.noise(lambda items: comfy.sample.prepare_noise(items, stage.seed))
         x0: dict = {}
         callback = latent_preview.prepare_callback(self.model, len(sigmas) - 1, x0)
         samples = comfy.sample.sample_custom(
@@ -168,7 +160,7 @@ class ComfyBackend:
             positive,
             negative,
             latent,
-            noise_mask=stage.mask.unsqueeze(1),
+            noise_mask=mask,
             callback=callback,
             disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
             seed=stage.seed,

@@ -312,7 +312,10 @@ class DreamMixInpaint(io.ComfyNode):
             "harmonization of the full image, composited so the background stays exact.",
             inputs=[
                 *inputs.model_and_prompts(),
-                inputs.image(),
+                inputs.image(
+                    "The scene to inpaint, or a batch of scenes (each with its own crop and window; scenes whose "
+                    "crops and windows share a size are sampled together)."
+                ),
                 inputs.mask(),
                 *inputs.sampling(),
                 inputs.context(),

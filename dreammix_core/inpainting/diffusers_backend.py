@@ -108,18 +108,17 @@ class DiffusersBackend:
         scheduler.set_begin_index(stage.start)
         timesteps = scheduler.timesteps
         known = stage.latent.to(torch.float32)
-        keep = self._latent_mask(stage.mask)
+        keep = self._latent_mask(stage.per_item(stage.mask))
         generator = torch.Generator().manual_seed(stage.seed)
-        noise = torch.randn(known.shape, generator=generator)
+        noise = stage.noise(lambda items: torch.randn(items.shape, generator=generator))
         x = scheduler.add_noise(known, noise, timesteps[stage.start : stage.start + 1])
         denoised = known
         batch = known.shape[0]
         tokens, added = self._conditioning(stage, *stage.pixels.shape[1:3], batch)
         extra = None
         if self.inpainting:
-            masked_pixels = stage.pixels * (1 - stage.mask.unsqueeze(-1)) + 0.5 * stage.mask.unsqueeze(-1)
-            masked_latent = self.encode(masked_pixels)  # one per image: a crop shared by variations is one
-            extra = torch.cat([keep.expand(batch, -1, -1, -1), masked_latent.expand(batch, -1, -1, -1)], dim=1)
+            masked_latent = self.encode(stage.masked_pixels())  # one per image: a crop shared by variations is one
+            extra = torch.cat([keep, stage.per_item(masked_latent)], dim=1)
         for index in range(stage.start, stage.end):
             t = timesteps[index]
             model_in = scheduler.scale_model_input(torch.cat([x, x]), t)

@@ -107,8 +107,8 @@ class FluxDiffusersBackend:
         scheduler.set_timesteps(stage.steps, **options)
         scheduler.set_begin_index(stage.start)
         timesteps, sigmas = scheduler.timesteps, scheduler.sigmas
-        keep = F.max_pool2d(stage.mask.unsqueeze(1).to(torch.float32), self.spatial_factor)
-        noise = torch.randn(known.shape, generator=torch.Generator().manual_seed(stage.seed))
+        keep = F.max_pool2d(stage.per_item(stage.mask).unsqueeze(1).to(torch.float32), self.spatial_factor)
+        noise = stage.noise(lambda items: torch.randn(items.shape, generator=torch.Generator().manual_seed(stage.seed)))
         prompt = self.local_positive if stage.name == "local" and self.local_positive else self.positive
         x = scheduler.scale_noise(known, timesteps[stage.start : stage.start + 1], noise)
         denoised = known

@@ -38,15 +38,43 @@ class Stage:
 
     name: Literal["local", "global"]
     latent: torch.Tensor
-    """Encoded `pixels`: noised at the first sigma, and the known content blended back each step."""
+    """(B, ...) encoded `pixels`: noised at the first sigma, and the known content blended back each step. B is
+    `scenes` runs of equal length, one scene's items (its variations) each."""
     pixels: torch.Tensor
-    """(1, H, W, C) image in [0, 1]; inpainting models take it, masked, as conditioning."""
+    """(B, H, W, C), (scenes, ...) or (1, ...) image in [0, 1]; inpainting models take it, masked, as conditioning."""
     mask: torch.Tensor
-    """(1, H, W) binary mask at pixel resolution: 1 is regenerated."""
+    """(B, H, W), (scenes, ...) or (1, ...) binary mask at pixel resolution: 1 is regenerated."""
     start: int
     end: int
     steps: int
     seed: int
+    scenes: int = 1
+    """Scenes grouped into this call: each one's items get the noise they would get if it ran alone."""
+
+    def per_item(self, tensor: torch.Tensor) -> torch.Tensor:
+        """`pixels`, `mask` or anything batched like them, as one entry per latent item."""
+        return _batched(tensor, self.latent.shape[0])
+
+    def masked_pixels(self) -> torch.Tensor:
+        """`pixels` with the masked pixels grey, batched like `pixels`: what inpainting models take (written as
+        ComfyUI's InpaintModelConditioning writes it, so the two agree bit for bit)."""
+        keep = 1.0 - _batched(self.mask, self.pixels.shape[0]).unsqueeze(-1)
+        return (self.pixels[..., :3] - 0.5) * keep + 0.5
+
+    def noise(self, draw: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The initial noise: `draw` (the backend's seeded draw for a latent batch) for one scene's items, the same
+        for every scene, so grouping scenes into one call changes none of their results."""
+        one_scene = draw(self.latent[: self.latent.shape[0] // self.scenes])
+        return one_scene.repeat(self.scenes, *([1] * (one_scene.ndim - 1)))
+
+
+def _batched(tensor: torch.Tensor, items: int) -> torch.Tensor:
+    """A (1, ...), (scenes, ...) or (items, ...) batch as (items, ...), each scene's entry repeated for its items."""
+    if tensor.shape[0] == items:
+        return tensor
+    if tensor.shape[0] == 1:
+        return tensor.expand(items, *tensor.shape[1:])
+    return tensor.repeat_interleave(items // tensor.shape[0], dim=0)
 
 
 @dataclass(frozen=True)
@@ -149,11 +177,12 @@ def local_generation(
     seed: int,
     variations: int = 1,
 ) -> torch.Tensor:
-    """LCG: steps [0, switch_at) on the crop, `variations` at once; returns the denoised latent estimates at the
-    switch (the crop is encoded once and the batch differs only in its noise)."""
+    """LCG: steps [0, switch_at) on the crops of one or more scenes (S, H, W, C) of one size, `variations` each, in
+    one call; returns the denoised latent estimates at the switch, scene by scene (each crop is encoded once and
+    its variations differ only in their noise)."""
     check_variations(variations)
-    latent = repeat(backend.encode(local_image), variations).contiguous()
-    stage = Stage("local", latent, local_image, local_mask, 0, switch_at, steps, seed)
+    latent = backend.encode(local_image).repeat_interleave(variations, dim=0)
+    stage = Stage("local", latent, local_image, local_mask, 0, switch_at, steps, seed, scenes=local_image.shape[0])
     return backend.denoise(stage).denoised
 
 
@@ -190,11 +219,14 @@ def global_harmonization(
     switch_at: int,
     seed: int,
     latent: torch.Tensor | None = None,
+    scenes: int = 1,
 ) -> torch.Tensor:
-    """GCH: restarts at the switch step with fresh noise on the full image; returns the clean latent."""
+    """GCH: restarts at the switch step with fresh noise on the full image (or the images of `scenes` scenes of one
+    size, their variations in a row); returns the clean latent."""
     if latent is None:
         latent = backend.encode(pixels)
-    return backend.denoise(Stage("global", latent, pixels, mask, switch_at, steps, steps, seed)).latent
+    stage = Stage("global", latent, pixels, mask, switch_at, steps, steps, seed, scenes=scenes)
+    return backend.denoise(stage).latent
 
 
 def final_composite(
@@ -232,28 +264,24 @@ def dreammix_inpaint(
     `check_interrupt` is called between the pre-fill's passes and may raise to stop the run (the
     samplers check for themselves through the backend).
     """
-    check_alignment(backend.spatial_factor)
-    split = StageSplit.of(settings.steps, settings.lam)
-    binary = validate_image_and_mask(image, mask)
-    image = as_float32(image)
-    alpha = feather_mask(binary, settings.feather)  # one feathered mask for the paste and the final composite
-    check_variations(settings.variations)
-    composite = repeat(image[..., :3], settings.variations)
-    region = local_region(binary, settings.context_factor, settings.resolution, settings.feather)
-    if split.runs_local:
-        local_image, local_mask = filled_crop(image, binary, region, upscaler, check_interrupt)
-        denoised = local_generation(
-            backend, local_image, local_mask, settings.steps, split.switch_at, settings.seed, settings.variations
-        )
-        composite = paste_local(composite, backend.decode(denoised), region, alpha)
-    result = composite
-    if split.runs_global:
-        window = gch_window(binary, region.width * region.height, settings.global_max_area, settings.feather)
-        pixels, padded_mask = pad_for_latent(cut(composite, window), cut(binary, window), backend.spatial_factor)
-        seed = fresh_seed(settings.seed)
-        latent = global_harmonization(backend, pixels, padded_mask, settings.steps, split.switch_at, seed)
-        result = put(composite, as_float32(backend.decode(latent)), window)
-    return _composite(image, result, alpha)
+    return dreammix_inpaint_scenes(backend, image, mask, settings, upscaler, check_interrupt)
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """One scene of a batch and what the method derives from its mask before any sampling."""
+
+    image: torch.Tensor
+    binary: torch.Tensor
+    alpha: torch.Tensor
+    """The feathered mask: the paste at the switch and the final composite."""
+    region: CropRegion
+    window: CropRegion | None
+    """GCH's part of the scene (None: the whole scene)."""
+
+    def group(self) -> tuple[int, ...]:
+        """Scenes of one group share a sampler call per stage: equal LCG working size and GCH window size."""
+        return (self.region.width, self.region.height, *cut(self.binary, self.window).shape[1:])
 
 
 def dreammix_inpaint_scenes(
@@ -264,15 +292,80 @@ def dreammix_inpaint_scenes(
     upscaler: Upscaler | None = None,
     check_interrupt: Callable[[], None] | None = None,
 ) -> torch.Tensor:
-    """`dreammix_inpaint` on each scene of a batch (S, H, W, C), with one mask per scene or one for all; returns
-    the scenes' results in order, `settings.variations` each. Every scene gets its own crop and window."""
+    """The method on each scene of a batch (S, H, W, C), with one mask per scene or one for all; returns the
+    scenes' results in order, `settings.variations` each. Every scene gets its own crop and window; scenes whose
+    crops and windows share a size run together, one sampler call per stage, each with the noise it gets alone."""
+    check_alignment(backend.spatial_factor)
+    check_variations(settings.variations)
     masks = masks.unsqueeze(0) if masks.ndim == 2 else masks
     if masks.ndim == 3 and masks.shape[0] not in (1, images.shape[0]):
         raise DreamMixInputError(
             f"{masks.shape[0]} masks for {images.shape[0]} scenes: give one mask per scene, or one mask for all."
         )
-    results = []
-    for index in range(images.shape[0]):
-        mask = masks[index : index + 1] if masks.shape[0] > 1 else masks
-        results.append(dreammix_inpaint(backend, images[index : index + 1], mask, settings, upscaler, check_interrupt))
-    return torch.cat(results)
+    scenes = [
+        _prepare(images[index : index + 1], masks[index : index + 1] if masks.shape[0] > 1 else masks, settings)
+        for index in range(images.shape[0])
+    ]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, scene in enumerate(scenes):
+        groups.setdefault(scene.group(), []).append(index)
+    results: dict[int, torch.Tensor] = {}
+    for indices in groups.values():
+        group = [scenes[index] for index in indices]
+        results.update(zip(indices, _inpaint_group(backend, group, settings, upscaler, check_interrupt)))
+    return torch.cat([results[index] for index in range(len(scenes))])
+
+
+def _prepare(image: torch.Tensor, mask: torch.Tensor, settings: InpaintSettings) -> _Scene:
+    binary = validate_image_and_mask(image, mask)
+    region = local_region(binary, settings.context_factor, settings.resolution, settings.feather)
+    window = gch_window(binary, region.width * region.height, settings.global_max_area, settings.feather)
+    return _Scene(as_float32(image), binary, feather_mask(binary, settings.feather), region, window)
+
+
+def _inpaint_group(
+    backend: DenoiseBackend,
+    group: list[_Scene],
+    settings: InpaintSettings,
+    upscaler: Upscaler | None,
+    check_interrupt: Callable[[], None] | None,
+) -> list[torch.Tensor]:
+    """LCG → GCH for scenes of one group (`_Scene.group`); returns each scene's `settings.variations` results."""
+    split = StageSplit.of(settings.steps, settings.lam)
+    count = settings.variations
+    composites = [repeat(scene.image[..., :3], count) for scene in group]
+    if split.runs_local:
+        crops = [filled_crop(scene.image, scene.binary, scene.region, upscaler, check_interrupt) for scene in group]
+        denoised = local_generation(
+            backend,
+            torch.cat([local_image for local_image, _ in crops]),
+            torch.cat([local_mask for _, local_mask in crops]),
+            settings.steps,
+            split.switch_at,
+            settings.seed,
+            count,
+        )
+        decoded = backend.decode(denoised).split(count)
+        composites = [
+            paste_local(composite, local, scene.region, scene.alpha)
+            for composite, local, scene in zip(composites, decoded, group)
+        ]
+    if split.runs_global:
+        padded = [
+            pad_for_latent(cut(composite, scene.window), cut(scene.binary, scene.window), backend.spatial_factor)
+            for composite, scene in zip(composites, group)
+        ]
+        latent = global_harmonization(
+            backend,
+            torch.cat([pixels for pixels, _ in padded]),
+            torch.cat([mask for _, mask in padded]),
+            settings.steps,
+            split.switch_at,
+            fresh_seed(settings.seed),
+            scenes=len(group),
+        )
+        decoded = as_float32(backend.decode(latent)).split(count)
+        composites = [
+            put(composite, harmonised, scene.window) for composite, harmonised, scene in zip(composites, decoded, group)
+        ]
+    return [_composite(scene.image, composite, scene.alpha) for composite, scene in zip(composites, group)]

@@ -349,9 +349,10 @@ def test_variations_below_one_are_refused() -> None:
         dreammix_inpaint(RecordingBackend(), *scene(), InpaintSettings(variations=0))
 
 
-def test_a_batch_of_scenes_gets_each_its_own_crop_and_variations() -> None:
-    """Two scenes with a mask each (the second mask elsewhere), 2 variations: 4 results, scene by scene, each exact
-    outside its own mask + feather; LCG cropped around each scene's own mask."""
+def test_scenes_whose_crops_share_a_size_run_in_one_call_per_stage_each_with_its_own_crop() -> None:
+    """Two scenes with a mask each (the second mirrored: another place, the same crop size), 2 variations: one
+    LCG call on both crops (4 items), one GCH call on both scenes' composites; 4 results, scene by scene, each
+    exact outside its own mask + feather."""
     from dreammix_core.inpainting.pipeline import dreammix_inpaint_scenes
 
     image, mask = scene()
@@ -360,15 +361,61 @@ def test_a_batch_of_scenes_gets_each_its_own_crop_and_variations() -> None:
     backend = RecordingBackend()
     out = dreammix_inpaint_scenes(backend, images, masks, InpaintSettings(steps=6, resolution=128, variations=2))
     assert out.shape == (4, *image.shape[1:])
-    assert [stage.name for stage in backend.stages] == ["local", "global", "local", "global"]
+    local, harmonise = backend.stages
+    assert (local.name, local.scenes, local.latent.shape[0], local.pixels.shape[0]) == ("local", 2, 4, 2)
+    assert (harmonise.name, harmonise.scenes, harmonise.latent.shape[0], harmonise.mask.shape[0]) == ("global", 2, 4, 2)
+    assert not torch.equal(local.pixels[0], local.pixels[1])  # each scene its own crop
+    assert torch.equal(local.latent[0], local.latent[1]) and not torch.equal(local.latent[1], local.latent[2])
+    assert torch.equal(harmonise.mask[1, :180, :260], masks[1])
     for index in range(4):
         outside = feather_mask(masks[index // 2 : index // 2 + 1], 32)[0] == 0
         assert torch.equal(out[index][outside], images[index // 2][outside])
-    first, second = (stage.pixels for stage in backend.stages[::2])
-    assert not torch.equal(first, second)  # each scene its own crop
     one_mask = dreammix_inpaint_scenes(RecordingBackend(), images, mask, InpaintSettings(steps=6, resolution=128))
     assert one_mask.shape[0] == 2
     with pytest.raises(
         DreamMixInputError, match=r"^3 masks for 2 scenes: give one mask per scene, or one mask for all\.$"
     ):
         dreammix_inpaint_scenes(RecordingBackend(), images, torch.cat([mask] * 3), InpaintSettings())
+
+
+def test_scenes_of_other_crop_sizes_run_apart_and_come_back_in_order() -> None:
+    """Scenes 0 and 2 share a crop size (192x128), scene 1 (a wide mask: a wide crop, 192x64) has its own: the first
+    group's calls, then the second's; each result is its own scene's, exact outside its own mask."""
+    from dreammix_core.inpainting.pipeline import dreammix_inpaint_scenes
+
+    image, mask = scene(256, 512)
+    images = torch.cat([image, image.flip(1), image.flip(2)])
+    wide = torch.zeros_like(mask)
+    wide[:, 60:110, 10:500] = 1
+    masks = torch.cat([mask, wide, mask.flip(2)])
+    backend = RecordingBackend()
+    out = dreammix_inpaint_scenes(backend, images, masks, InpaintSettings(steps=6, resolution=128))
+    assert [(stage.name, stage.scenes) for stage in backend.stages] == [
+        ("local", 2), ("global", 2), ("local", 1), ("global", 1)
+    ]  # fmt: skip
+    assert backend.stages[0].pixels.shape[1:3] == (128, 192) and backend.stages[2].pixels.shape[1:3] == (64, 192)
+    assert torch.equal(backend.stages[3].mask[0], wide[0])  # the lone group is scene 1
+    for index in range(3):
+        outside = feather_mask(masks[index : index + 1], 32)[0] == 0
+        assert torch.equal(out[index][outside], images[index][outside])
+        assert not torch.equal(out[index][~outside], images[index][~outside])
+
+
+@pytest.mark.parametrize("inpainting", [False, True])
+def test_a_scene_grouped_with_another_gives_what_it_gives_alone(inpainting: bool) -> None:
+    """Each scene of a group is noised as if it ran alone, so its variations equal the lone run's (up to batched
+    rounding), and they still differ from each other."""
+    from dreammix_core.inpainting.pipeline import dreammix_inpaint_scenes
+
+    image, mask = scene(128, 128)
+    images = torch.cat([image, image.flip(2)])
+    masks = torch.cat([mask, mask.flip(2)])
+    settings = InpaintSettings(steps=4, resolution=64, seed=3, variations=2)
+    grouped = dreammix_inpaint_scenes(tiny_backend(inpainting), images, masks, settings)
+    for index in range(2):
+        alone = dreammix_inpaint(
+            tiny_backend(inpainting), images[index : index + 1], masks[index : index + 1], settings
+        )
+        torch.testing.assert_close(grouped[2 * index : 2 * index + 2], alone, atol=1e-4, rtol=0)
+    inside = masks[1].bool()
+    assert (grouped[3][inside] - grouped[2][inside]).abs().mean() > 0.01
