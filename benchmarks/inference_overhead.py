@@ -23,7 +23,7 @@ all for inpainting models). With a tiny random UNet and a full-size VAE that ext
 weighs far more than with a real UNet, so the time ratio on test checkpoints overstates it.
 
 The table gives wall time (the budget's measure) and process CPU time, which other load on a
-shared machine disturbs much less; `--profile TOP` adds a cProfile of one extra DreamMix run.
+shared machine disturbs much less; `--profile TOP` adds a cProfile of one extra run of each path.
 
 What "memory" means:
   CUDA  `torch.cuda.max_memory_allocated()` during the run after `reset_peak_memory_stats()`:
@@ -136,7 +136,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         default=0,
         metavar="TOP",
-        help="also cProfile one extra DreamMix run and print its TOP functions by own and by cumulative time",
+        help="also cProfile one extra run of each path and print its TOP functions by own and by cumulative time",
     )
     args = parser.parse_args(argv)
     if args.size % 64 or args.size < 64:
@@ -354,14 +354,17 @@ def benchmark(runs: dict[str, Callable[[], torch.Tensor]], repeats: int) -> dict
     return results
 
 
-def print_profile(run: Callable[[], torch.Tensor], top: int) -> None:
-    """Own time shows the costly torch ops; cumulative time, restricted to the pack and ComfyUI's
-    VAE and sampler entry points, shows which DreamMix stage spends it (extra VAE calls, fill, ...)."""
-    profiler = cProfile.Profile()
-    profiler.runcall(run)
-    stats = pstats.Stats(profiler, stream=sys.stdout)
-    stats.sort_stats(pstats.SortKey.TIME).print_stats(top)
-    stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(PROFILE_STAGES, top)
+def print_profile(runs: dict[str, Callable[[], torch.Tensor]], top: int) -> None:
+    """For one extra run of each path: own time shows the costly torch ops; cumulative time, restricted to the
+    pack and ComfyUI's VAE and sampler entry points, shows which stage spends it (extra VAE calls, fill, ...), and
+    the two paths' sampler and VAE lines compare directly."""
+    for name, run in runs.items():
+        print(f"==== profile of one {name} run")
+        profiler = cProfile.Profile()
+        profiler.runcall(run)
+        stats = pstats.Stats(profiler, stream=sys.stdout)
+        stats.sort_stats(pstats.SortKey.TIME).print_stats(top)
+        stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(PROFILE_STAGES, top)
 
 
 def print_table(results: dict[str, list[Measurement]], device: str) -> None:
@@ -369,7 +372,7 @@ def print_table(results: dict[str, list[Measurement]], device: str) -> None:
     print(f"{'path':<10} {'runs':>4} {'wall s median':>14} {'min':>8} {'max':>8} {'cpu s median':>13}   {memory} MiB")
     for name, runs in results.items():
         seconds = [m.seconds for m in runs]
-        cpu_seconds = statistics.median(m.cpu_seconds for m in runs)
+        cpu_seconds = median(runs, "cpu_seconds")
         peaks = " ".join(f"{m.peak_bytes / MIB:.1f}" for m in runs)
         print(
             f"{name:<10} {len(runs):>4} {statistics.median(seconds):>14.3f} {min(seconds):>8.3f} "
@@ -379,19 +382,28 @@ def print_table(results: dict[str, list[Measurement]], device: str) -> None:
     print(f"cpu-time ratio {ratio(results, 'cpu_seconds'):.3f} ({first}/{second}, medians)")
 
 
-def print_report(results: dict[str, list[Measurement]], settings: str) -> None:
-    """The settings line with the device, the table, and last `RATIO time=<first/second> memory=<first/second>`."""
+def print_report(results: dict[str, list[Measurement]], settings: str, steps: int | None = None) -> None:
+    """The settings line with the device, the table, `PEAK_MIB <path>=<median>` per path, with `steps` (sampling
+    steps per run) `SPEED <path>=<steps per second>`, and last `RATIO time=<first/second> memory=<first/second>`.
+    The upper-case lines are for scripts (gpu_check.sh)."""
     import comfy.model_management
 
     device = comfy.model_management.get_torch_device().type
     print(f"{settings}  device {device}  torch threads {torch.get_num_threads()}")
     print_table(results, device)
+    print("PEAK_MIB " + " ".join(f"{name}={median(runs, 'peak_bytes') / MIB:.1f}" for name, runs in results.items()))
+    if steps is not None:
+        print("SPEED " + " ".join(f"{name}={steps / median(runs, 'seconds'):.3f}" for name, runs in results.items()))
     print(f"RATIO time={ratio(results, 'seconds'):.3f} memory={ratio(results, 'peak_bytes'):.3f}")
+
+
+def median(runs: list[Measurement], field: str) -> float:
+    return statistics.median(getattr(m, field) for m in runs)
 
 
 def ratio(results: dict[str, list[Measurement]], field: str) -> float:
     """The first path's median over the second's (dreammix/plain here)."""
-    first, second = (statistics.median(getattr(m, field) for m in runs) for runs in list(results.values())[:2])
+    first, second = (median(runs, field) for runs in list(results.values())[:2])
     return first / second if second else math.inf
 
 
@@ -422,11 +434,12 @@ def main(argv: list[str]) -> None:
         with torch.inference_mode():
             results = benchmark(runs, args.repeats)
             if args.profile:
-                print_profile(runs["dreammix"], args.profile)
+                print_profile(runs, args.profile)
     print_report(
         results,
         f"model {model_name(args)}  size {args.size}  steps {args.steps}  sampler {args.sampler}/{args.scheduler}  "
         f"cfg {args.cfg}",
+        args.steps,
     )
 
 

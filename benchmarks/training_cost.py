@@ -20,7 +20,8 @@ usage: python benchmarks/training_cost.py --comfyui /opt/ComfyUI --ckpt tiny_sd1
 FLUX: --unet MODEL --vae VAE --clip TEXT_ENCODER --clip-type flux2 in place of --ckpt (model_files.py).
 Native TrainLoraNode is called as ComfyUI calls it: its V3 form (v0.33: every input a list, the rest of its
 inputs at their defaults) or its V1 `train` method (v0.3.64).
-Last line: `RATIO time=<dreammix/native> memory=<dreammix/native>`.
+Before it, for scripts (gpu_check.sh): `PEAK_MIB dreammix=<MiB> native=<MiB>` and `SPEED dreammix=<optimizer steps
+per second> native=<...>`. Last line: `RATIO time=<dreammix/native> memory=<dreammix/native>`.
 """
 
 from __future__ import annotations
@@ -161,6 +162,8 @@ def main(argv: list[str]) -> None:
     time_ratio = results["dreammix"][0] / results["native"][0]
     memory_ratio = results["dreammix"][1] / max(results["native"][1], 1)
     print(f"model {model_name(args)}  size {size}  steps {args.steps}  rank {args.rank}  device {device.type}")
+    print("PEAK_MIB " + " ".join(f"{name}={peak / 2**20:.1f}" for name, (_, peak) in results.items()))
+    print("SPEED " + " ".join(f"{name}={args.steps / seconds:.3f}" for name, (seconds, _) in results.items()))
     print(f"RATIO time={time_ratio:.3f} memory={memory_ratio:.3f}")
 
 

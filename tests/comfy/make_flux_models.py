@@ -34,7 +34,7 @@ Detection facts this relies on (ComfyUI's comfy/model_detection.py, supported_mo
   z_channels become 128 latent channels at 16x; BFL's FLUX.2 ae keeps quant convs as encoder.quant_conv /
   decoder.post_quant_conv, which ComfyUI renames.
 
-usage: python make_flux_models.py COMFYUI_PATH OUT_DIR [--check] [--benchmark-klein]
+usage: python make_flux_models.py COMFYUI_PATH OUT_DIR [--check] [--benchmark-klein [width|4b]]
 Run it with the python that runs ComfyUI. --check loads every file with ComfyUI's own loaders and samples
 2 steps on CPU. One JSON line per file (and per check) goes to stdout.
 """
@@ -50,7 +50,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,6 +158,10 @@ KLEIN_WIDTH = DiTSpec(
 )
 """For the benchmarks only (--benchmark-klein; never in the test cache): Klein 4B's block shape, few blocks, CLIP-L-wide
 context (its Qwen3 context is 7680), so the block-level cost ratios are Klein's on a machine without its memory."""
+KLEIN_4B = replace(KLEIN_WIDTH, name="bench_flux2_klein4b", seed=106, double_blocks=5, single_blocks=20)
+"""For benchmarks/gpu_check.sh (--benchmark-klein 4b): Klein 4B's whole DiT (5 double, 20 single blocks, 3.9B
+parameters), with the CLIP-L-wide context of the others; 8 GB on disk, 16 GB in fp32."""
+KLEIN_BENCHMARKS = {"width": KLEIN_WIDTH, "4b": KLEIN_4B}
 VAES: list[VAESpec] = [
     VAESpec("tiny_flux1_vae", 16, False, latent_channels=16, downscale=8, seed=201),
     VAESpec("tiny_flux2_vae", 32, True, latent_channels=128, downscale=16, seed=202),
@@ -530,12 +534,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--check", action="store_true", help="load each model with ComfyUI's loaders and sample")
     parser.add_argument(
-        "--benchmark-klein", action="store_true", help=f"write only {KLEIN_WIDTH.name} (about 1 GB) and the test VAEs"
+        "--benchmark-klein",
+        nargs="?",
+        const="width",
+        choices=sorted(KLEIN_BENCHMARKS),
+        help=f"write only a benchmark DiT and the test VAEs: width (default) = {KLEIN_WIDTH.name}, about 1 GB; "
+        f"4b = {KLEIN_4B.name}, about 8 GB",
     )
     args = parser.parse_args(argv)
     out_dir = args.out_dir.resolve()  # before import_comfy changes the working directory
     import_comfy(args.comfyui.resolve())
-    make_all(out_dir, [KLEIN_WIDTH] if args.benchmark_klein else None)
+    make_all(out_dir, [KLEIN_BENCHMARKS[args.benchmark_klein]] if args.benchmark_klein else None)
     if args.benchmark_klein:
         return
     if args.check:

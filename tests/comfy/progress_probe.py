@@ -12,13 +12,15 @@ import asyncio
 import json
 import sys
 
+from device import comfyui_device_flags
+
 STEPS = 6
 SWITCH = 0.5  # LCG steps 0-2, GCH steps 3-5
 
 
 def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
     sys.path.insert(0, comfyui)
-    sys.argv = [sys.argv[0], "--cpu", "--preview-method", "latent2rgb"]
+    sys.argv = [sys.argv[0], *comfyui_device_flags(), "--preview-method", "latent2rgb"]
     import comfy.options
 
     comfy.options.enable_args_parsing()

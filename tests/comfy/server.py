@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from device import comfyui_device_flags
 from PIL import Image
 
 from dreammix_batch.client import multipart
@@ -155,7 +156,8 @@ def free_port() -> int:
 
 
 def redirect_flags(layout: ServerLayout) -> list[str]:
-    """ComfyUI options that send every folder it reads or writes into `layout`, on CPU, logging at DEBUG."""
+    """ComfyUI options that send every folder it reads or writes into `layout`, on the test device (CPU unless
+    DREAMMIX_TEST_DEVICE says otherwise), logging at DEBUG."""
     options = {
         "--base-directory": str(layout.base_dir),
         "--output-directory": str(layout.output_dir),
@@ -169,7 +171,7 @@ def redirect_flags(layout: ServerLayout) -> list[str]:
         "--verbose": "DEBUG",
     }
     # API nodes call paid web services: irrelevant here and slow to import.
-    return ["--cpu", "--disable-api-nodes", *(part for option in options.items() for part in option)]
+    return [*comfyui_device_flags(), "--disable-api-nodes", *(part for option in options.items() for part in option)]
 
 
 def comfyui_command(python: str, layout: ServerLayout, port: int, extra_flags: tuple[str, ...] = ()) -> list[str]:

@@ -14,6 +14,8 @@ import shutil
 import sys
 import tempfile
 
+from device import comfyui_device_flags
+
 ATTRIBUTES = ["light blue", "polka-dotted", "nylon"]
 TEMPLATE = "a photo of a sks {attributes}"
 PROMPT = "a photo of a (red:1.2) sks backpack on the grass, " + "highly detailed, " * 30
@@ -206,7 +208,7 @@ def measure(tas, module, clip) -> dict:
 def main(comfyui: str, pack_dir: str, source: str) -> dict:
     """`source`: a checkpoint file (SD1.5), or 'sdxl' / 'flux1' / 'klein' for those text encoders built here."""
     sys.path.insert(0, comfyui)
-    sys.argv = [sys.argv[0], "--cpu"]
+    sys.argv = [sys.argv[0], *comfyui_device_flags()]
     import comfy.options
 
     comfy.options.enable_args_parsing()

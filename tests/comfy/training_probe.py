@@ -5,7 +5,8 @@ PACK_DIR is a custom_nodes-style folder whose name ComfyUI imports the pack unde
 runs every check on the tiny SD1.5 pair; `sdxl` trains on the tiny SDXL checkpoint and round-trips it;
 `flux` trains on each tiny FLUX diffusion model in FLUX_DIR (make_flux_models.py) with the tiny SD1.5
 checkpoint's CLIP-L as its text encoder, and round-trips the LoRAs.
-Runs on CPU. Calls ComfyUI's own LoraLoaderModelOnly to load the saved LoRA (a test may call other nodes).
+Runs on the test device (device.py: CPU unless DREAMMIX_TEST_DEVICE=cuda). Calls ComfyUI's own
+LoraLoaderModelOnly to load the saved LoRA (a test may call other nodes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import logging
 import os
 import sys
 import time
+
+from device import comfyui_device_flags
 
 SIDE = 64
 RESUME_STEPS = 10
@@ -35,7 +38,7 @@ class LogCapture(logging.Handler):
 
 def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: str = "sd15", flux_dir: str = "") -> dict:
     sys.path.insert(0, comfyui)
-    sys.argv = [sys.argv[0], "--cpu"]
+    sys.argv = [sys.argv[0], *comfyui_device_flags()]
     import comfy.options
 
     comfy.options.enable_args_parsing()
