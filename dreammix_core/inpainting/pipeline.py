@@ -336,14 +336,9 @@ def _inpaint_group(
     composites = [repeat(scene.image[..., :3], count) for scene in group]
     if split.runs_local:
         crops = [filled_crop(scene.image, scene.binary, scene.region, upscaler, check_interrupt) for scene in group]
+        local_images, local_masks = _stacked(crops)
         denoised = local_generation(
-            backend,
-            torch.cat([local_image for local_image, _ in crops]),
-            torch.cat([local_mask for _, local_mask in crops]),
-            settings.steps,
-            split.switch_at,
-            settings.seed,
-            count,
+            backend, local_images, local_masks, settings.steps, split.switch_at, settings.seed, count
         )
         decoded = backend.decode(denoised).split(count)
         composites = [
@@ -355,17 +350,21 @@ def _inpaint_group(
             pad_for_latent(cut(composite, scene.window), cut(scene.binary, scene.window), backend.spatial_factor)
             for composite, scene in zip(composites, group)
         ]
-        latent = global_harmonization(
-            backend,
-            torch.cat([pixels for pixels, _ in padded]),
-            torch.cat([mask for _, mask in padded]),
-            settings.steps,
-            split.switch_at,
-            fresh_seed(settings.seed),
-            scenes=len(group),
-        )
+        pixels, masks = _stacked(padded)
+        seed = fresh_seed(settings.seed)
+        latent = global_harmonization(backend, pixels, masks, settings.steps, split.switch_at, seed, scenes=len(group))
         decoded = as_float32(backend.decode(latent)).split(count)
         composites = [
             put(composite, harmonised, scene.window) for composite, harmonised, scene in zip(composites, decoded, group)
         ]
     return [_composite(scene.image, composite, scene.alpha) for composite, scene in zip(composites, group)]
+
+
+def _stacked(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image, mask) per scene as one batch of images and one of masks. A lone scene's tensors pass as they are:
+    a copy would change their memory layout, and with it the VAE's convolution kernels and the last bits of the
+    result, so the one-shot node would no longer equal the granular chain bit for bit."""
+    if len(pairs) == 1:
+        return pairs[0]
+    images, masks = zip(*pairs)
+    return torch.cat(images), torch.cat(masks)
