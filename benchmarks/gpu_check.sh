@@ -47,14 +47,14 @@ else
     tests=(tests/comfy/test_gch_window.py tests/comfy/test_flux.py::test_flux_inpaint_keeps_background_exact
         tests/comfy/test_training.py::test_flux_lora_is_saved_under_kohya_flux_keys_and_round_trips)
     inference=("sd15:--ckpt tiny_sd15.safetensors --size 256 --steps 2 --repeats 1" "klein:KLEIN --size 128 --steps 2 --cfg 1 --scheduler simple --repeats 1")
-    training=("sd15:--ckpt tiny_sd15.safetensors --size 128 --steps 2" "klein:KLEIN --size 128 --steps 2")
+    training=("sd15:--ckpt tiny_sd15.safetensors --size 128 --steps 2" "klein:KLEIN --size 128 --steps 2 --gradient-checkpointing")
 fi
 klein_files="--unet $models/diffusion_models/$klein_model.safetensors --vae $models/vae/tiny_flux2_vae.safetensors \
 --clip $models/tiny_sd15.safetensors --clip-type checkpoint"
 
 summary=()
 failed=0
-note() { summary+=("$(printf '%-12s %s' "$1" "$2")"); }
+note() { summary+=("$(printf '%-16s %s' "$1" "$2")"); }
 field() { grep -h "^$1 " "$2" | tail -n 1 | cut -d' ' -f2-; }  # NAME LOG: the script line NAME's values
 
 started=$SECONDS
@@ -109,9 +109,9 @@ else
     note mismatches "none in $(find "$out" -name '*.log' | wc -l) logs"
 fi
 
-echo "==== DreamMix GPU check: $device, $("$COMFYUI_PYTHON" -c 'import torch; print("torch", torch.__version__,
-    torch.cuda.get_device_name() if torch.cuda.is_available() else "")'), ComfyUI $(git -C "$COMFYUI_PATH" describe \
-    --tags 2> /dev/null || echo "at $COMFYUI_PATH") ===="
+echo "==== DreamMix GPU check: $device, $("$COMFYUI_PYTHON" -c 'import torch; print(" ".join(["torch", torch.__version__,
+    *([torch.cuda.get_device_name()] if torch.cuda.is_available() else [])]))'), ComfyUI $(git -C "$COMFYUI_PATH" \
+    describe --tags 2> /dev/null || echo "at $COMFYUI_PATH") ===="
 printf '%s\n' "${summary[@]}"
 echo "checked in $((SECONDS - checked)) s; logs in $out; $([ "$failed" = 0 ] && echo PASS || echo FAIL)"
 exit "$failed"
