@@ -1,10 +1,14 @@
 """Prepare a ComfyUI checkout for the ComfyUI test tier.
 
     python tests/comfy/setup_comfyui.py CHECKOUT [--python python3.11]
+    python tests/comfy/setup_comfyui.py --from-tarballs DIR
 
-gives CHECKOUT its own venv (CHECKOUT/.venv) with a CPU-capable torch, ComfyUI's
+The first gives CHECKOUT its own venv (CHECKOUT/.venv) with a CPU-capable torch, ComfyUI's
 requirements and the pack's, generates the tier's random checkpoints, and writes
-CHECKOUT/.dreammix-tier.json. `.ci/run` runs the tier against every checkout under
+CHECKOUT/.dreammix-tier.json. The second unpacks every ComfyUI source tarball in DIR
+(`ComfyUI-v*.tar.gz`: tracked files, no top folder, as `../shared/comfyui/` holds them) into
+`$DREAMMIX_TEST_CACHE/comfyui/v<version>` and prepares it, skipping versions already prepared there.
+`.ci/run` runs the tier against every checkout under
 `$DREAMMIX_TEST_CACHE/comfyui/` (default `~/.cache/dreammix-tests/comfyui/`) that has that file.
 
 The checkout itself is not touched apart from the venv folder and the marker file: ComfyUI
@@ -15,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,11 +51,11 @@ def tier_cache_root() -> Path:
 def prepared_checkouts(root: Path | None = None) -> list[tuple[Path, dict]]:
     """Every prepared checkout under `root` (default: `tier_cache_root()`), oldest version last."""
     root = root or tier_cache_root()
-    found = []
-    for marker in sorted(root.glob(f"*/{MARKER}")):
-        info = json.loads(marker.read_text())
-        if Path(info["python"]).is_file():
-            found.append((marker.parent, info))
+    found = [
+        (marker.parent, json.loads(marker.read_text()))
+        for marker in sorted(root.glob(f"*/{MARKER}"))
+        if is_prepared(marker.parent)
+    ]
     return sorted(found, key=lambda item: _version_key(item[1]["comfyui_version"]), reverse=True)
 
 
@@ -78,6 +84,49 @@ def comfyui_version(checkout: Path) -> str:
         if line.startswith("__version__"):
             return line.split("=", 1)[1].strip().strip("\"'")
     raise SystemExit(f"no __version__ in {checkout / 'comfyui_version.py'}")
+
+
+def tarball_version(tarball: Path) -> str:
+    """The ComfyUI version a source tarball holds, read from its comfyui_version.py without unpacking it."""
+    with tarfile.open(tarball) as archive:
+        try:
+            member = archive.extractfile("comfyui_version.py")
+        except KeyError:
+            member = None
+        if member is None:
+            raise SystemExit(f"{tarball} holds no comfyui_version.py at its top: not a ComfyUI source tarball")
+        text = member.read().decode()
+    for line in text.splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    raise SystemExit(f"no __version__ in {tarball}:comfyui_version.py")
+
+
+def unpack(tarball: Path, root: Path) -> Path:
+    """Unpack `tarball` into `root/v<version>` and return that folder; an existing checkout there is kept.
+
+    The files go to a temporary folder beside it first, renamed into place once complete, so an interrupted
+    unpack never leaves a half checkout that a later run would take for a whole one."""
+    checkout = root / f"v{tarball_version(tarball)}"
+    if (checkout / "main.py").is_file():
+        return checkout
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{checkout.name}-", dir=root))
+    try:
+        with tarfile.open(tarball) as archive:
+            # The "data" filter (no absolute paths, links out, devices) where this Python has it (3.10.12+).
+            archive.extractall(staging, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        if checkout.exists():  # a folder without main.py: left by hand or by an older layout, never a checkout
+            shutil.rmtree(checkout)
+        staging.rename(checkout)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return checkout
+
+
+def is_prepared(checkout: Path) -> bool:
+    marker = checkout / MARKER
+    return marker.is_file() and Path(json.loads(marker.read_text())["python"]).is_file()
 
 
 def _run(*command: str) -> None:
@@ -124,6 +173,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="print 'VERSION<TAB>COMFYUI_PATH<TAB>COMFYUI_PYTHON' per prepared checkout in the cache, newest first",
     )
+    parser.add_argument(
+        "--from-tarballs",
+        type=Path,
+        metavar="DIR",
+        help="unpack and prepare every ComfyUI-v*.tar.gz in DIR not yet prepared in the cache, newest first",
+    )
     parser.add_argument("--python", default=sys.executable, help="interpreter that creates the venv (>= 3.10)")
     parser.add_argument(
         "--torch", nargs="+", default=list(DEFAULT_TORCH), help="torch requirements for the venv (default: %(default)s)"
@@ -135,11 +190,21 @@ def main(argv: list[str] | None = None) -> None:
         for path, info in prepared_checkouts():
             print(f"{info['comfyui_version']}\t{path}\t{info['python']}")
         return
-    if args.checkout is None:
-        parser.error("give a ComfyUI checkout to prepare, or --list")
-    checkout = args.checkout.resolve()
-    info = prepare(checkout, args.python, tuple(args.torch), args.torchaudio, sdxl=not args.no_sdxl)
-    print(f"ComfyUI {info['comfyui_version']} prepared: COMFYUI_PATH={checkout} COMFYUI_PYTHON={info['python']}")
+    if args.from_tarballs is not None:
+        tarballs = sorted(args.from_tarballs.glob("ComfyUI-v*.tar.gz"), key=lambda t: _version_key(tarball_version(t)))
+        if not tarballs:
+            raise SystemExit(f"no ComfyUI-v*.tar.gz in {args.from_tarballs}")
+        checkouts = [unpack(tarball, tier_cache_root()) for tarball in reversed(tarballs)]
+    elif args.checkout is not None:
+        checkouts = [args.checkout.resolve()]
+    else:
+        parser.error("give a ComfyUI checkout to prepare, --from-tarballs DIR, or --list")
+    for checkout in checkouts:
+        if args.from_tarballs is not None and is_prepared(checkout):
+            print(f"ComfyUI at {checkout} is prepared already", flush=True)
+            continue
+        info = prepare(checkout, args.python, tuple(args.torch), args.torchaudio, sdxl=not args.no_sdxl)
+        print(f"ComfyUI {info['comfyui_version']} prepared: COMFYUI_PATH={checkout} COMFYUI_PYTHON={info['python']}")
 
 
 if __name__ == "__main__":
