@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .pipeline import Stage, StageResult
+from .pipeline import Stage, StageResult, seeded_noise
 
 
 @dataclass
@@ -110,7 +110,7 @@ class DiffusersBackend:
         known = stage.latent.to(torch.float32)
         keep = self._latent_mask(stage.per_item(stage.mask))
         generator = torch.Generator().manual_seed(stage.seed)
-        noise = stage.noise(lambda items: torch.randn(items.shape, generator=generator))
+        noise = stage.noise(lambda items: seeded_noise(items, generator))
         x = scheduler.add_noise(known, noise, timesteps[stage.start : stage.start + 1])
         denoised = known
         batch = known.shape[0]

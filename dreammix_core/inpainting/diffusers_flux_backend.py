@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .pipeline import Stage, StageResult
+from .pipeline import Stage, StageResult, seeded_noise
 
 
 @dataclass
@@ -101,14 +102,15 @@ class FluxDiffusersBackend:
         known = stage.latent.to(torch.float32)
         height, width = known.shape[-2:]
         scheduler = type(self.scheduler).from_config(self.scheduler.config)
-        options = {}
+        # FluxPipeline's schedule: sigmas 1 … 1/steps, then shifted (by the token count where the shift is dynamic).
+        options = {"sigmas": np.linspace(1.0, 1 / stage.steps, stage.steps)}
         if scheduler.config.get("use_dynamic_shifting"):
             options["mu"] = shift_mu(math.ceil(height / 2) * math.ceil(width / 2), scheduler.config)
-        scheduler.set_timesteps(stage.steps, **options)
+        scheduler.set_timesteps(**options)
         scheduler.set_begin_index(stage.start)
         timesteps, sigmas = scheduler.timesteps, scheduler.sigmas
         keep = F.max_pool2d(stage.per_item(stage.mask).unsqueeze(1).to(torch.float32), self.spatial_factor)
-        noise = stage.noise(lambda items: torch.randn(items.shape, generator=torch.Generator().manual_seed(stage.seed)))
+        noise = stage.noise(lambda items: seeded_noise(items, torch.Generator().manual_seed(stage.seed)))
         prompt = self.local_positive if stage.name == "local" and self.local_positive else self.positive
         x = scheduler.scale_noise(known, timesteps[stage.start : stage.start + 1], noise)
         denoised = known

@@ -68,6 +68,13 @@ class Stage:
         return one_scene.repeat(self.scenes, *([1] * (one_scene.ndim - 1)))
 
 
+def seeded_noise(items: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise shaped like the latent batch `items`, drawn item by item from `generator`, so the first item's
+    noise is the single run's whatever the batch size (one draw of the whole batch differs in its first item's last
+    values where an item's size is not a multiple of 16: torch's vectorised normal fill)."""
+    return torch.stack([torch.randn(items.shape[1:], generator=generator) for _ in range(items.shape[0])])
+
+
 def _batched(tensor: torch.Tensor, items: int) -> torch.Tensor:
     """A (1, ...), (scenes, ...) or (items, ...) batch as (items, ...), each scene's entry repeated for its items."""
     if tensor.shape[0] == items:

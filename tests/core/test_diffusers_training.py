@@ -80,6 +80,49 @@ def test_the_file_holds_k_v_out_of_every_attention_and_applied_by_hand_gives_the
     torch.testing.assert_close(by_hand, trained, atol=2e-5, rtol=1e-4)
 
 
+def test_alpha_other_than_rank_is_the_files_alpha_and_scales_the_update_by_alpha_over_rank(tmp_path) -> None:
+    """Rank 4, alpha 8: every layer's alpha and kohya's metadata say 8 (a loader scales by alpha / rank, so a file
+    holding the rank would apply half the update), and W + 8/4 · up @ down on the untouched UNet is the trained one."""
+    pipe = tiny_sd_pipeline()
+    base = tiny_sd_pipeline().unet
+    path = tmp_path / "alpha8.safetensors"
+    train_subject_lora(pipe, *photos(), "a photo of a sks backpack", str(path), SETTINGS, replace(RECIPE, alpha=8.0))
+    state = load_file(path)
+    alphas = {key: float(value) for key, value in state.items() if key.endswith(".alpha")}
+    assert len(alphas) == 3 * 2 * 4 and set(alphas.values()) == {8.0}
+    with safe_open(path, "pt") as file:
+        metadata = file.metadata()
+    assert (metadata["ss_network_dim"], metadata["ss_network_alpha"]) == ("4", "8.0")
+    assert (json.loads(metadata["dreammix"])["rank"], json.loads(metadata["dreammix"])["alpha"]) == (4, 8.0)
+
+    modules = dict(base.named_modules())
+    with torch.no_grad():
+        for key in alphas:
+            name = key.removeprefix("lora_unet_").removesuffix(".alpha")
+            module = next(m for n, m in modules.items() if n.replace(".", "_") == name)
+            up, down = state[f"lora_unet_{name}.lora_up.weight"], state[f"lora_unet_{name}.lora_down.weight"]
+            assert (up.shape[1], down.shape[0]) == (4, 4)
+            module.weight += 8.0 / 4 * up @ down
+    generator = torch.Generator().manual_seed(0)
+    sample, tokens = torch.randn(1, 4, 8, 8, generator=generator), torch.randn(1, 16, 32, generator=generator)
+    with torch.no_grad():
+        trained = pipe.unet(sample, 500, encoder_hidden_states=tokens).sample
+        by_hand = base(sample, 500, encoder_hidden_states=tokens).sample
+        untouched = tiny_sd_pipeline().unet(sample, 500, encoder_hidden_states=tokens).sample
+    assert (trained - untouched).abs().max() > 1e-3  # the LoRA learnt something, so its scale shows
+    torch.testing.assert_close(by_hand, trained, atol=2e-5, rtol=1e-4)
+
+
+def test_save_lora_writes_the_records_alpha_not_its_rank(tmp_path) -> None:
+    record = TrainingRecord("a sks toy", 1, 4, 8.0, 0, 64, "attention k, v, out (DreamMix)", False, "SD1.5")
+    pairs = {"down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_k": (torch.zeros(8, 4), torch.ones(4, 8))}
+    save_lora(str(tmp_path / "a.safetensors"), pairs, record)
+    state = load_file(tmp_path / "a.safetensors")
+    assert float(state["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_k.alpha"]) == 8.0
+    with safe_open(tmp_path / "a.safetensors", "pt") as file:
+        assert (file.metadata()["ss_network_dim"], file.metadata()["ss_network_alpha"]) == ("4", "8.0")
+
+
 def test_a_cancelled_run_resumes_to_the_uninterrupted_file(tmp_path) -> None:
     settings = LoopSettings(steps=4, grad_accumulation=2, learning_rate=1e-2, checkpoint_every=1, seed=2)
     straight = tmp_path / "straight.safetensors"

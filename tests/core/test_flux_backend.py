@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
@@ -100,7 +101,7 @@ def test_a_stage_is_the_flow_euler_loop_with_known_cells_put_back() -> None:
     result = flux.denoise(stage)
 
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
-    scheduler.set_timesteps(4)
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / 4, 4))  # FluxPipeline's sigmas, shifted by the config's 3
     sigmas = scheduler.sigmas
     noise = torch.randn(known.shape, generator=torch.Generator().manual_seed(7))
     x = (1 - sigmas[1]) * known + sigmas[1] * noise
@@ -160,3 +161,65 @@ def test_variations_on_flux_are_one_batch_whose_first_is_the_single_run() -> Non
     assert (batch[1][inside] - batch[0][inside]).abs().mean() > 0.01
     outside = feather_mask(mask, 32)[0] == 0
     assert all(torch.equal(result[outside], image[0][outside]) for result in batch)
+
+
+FLUX_DEV_SCHEDULER = {
+    "use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15, "base_image_seq_len": 256,
+    "max_image_seq_len": 4096, "shift": 3.0,
+}  # fmt: skip
+"""FLUX.1 [dev]'s scheduler config."""
+
+
+def flux_pipeline_timesteps(height: int, width: int, steps: int) -> torch.Tensor:
+    """The timesteps FluxPipeline passes its transformer (t / 1000) for a (height, width) latent, from diffusers' own
+    pieces: its sigmas 1 … 1/steps and its calculate_shift of the (height/2)·(width/2) packed tokens."""
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    scheduler = FlowMatchEulerDiscreteScheduler(**FLUX_DEV_SCHEDULER)
+    mu = calculate_shift((height // 2) * (width // 2), 256, 4096, 0.5, 1.15)
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
+    return scheduler.timesteps / 1000
+
+
+def flux_dev_backend() -> FluxDiffusersBackend:
+    scheduler = FlowMatchEulerDiscreteScheduler(**FLUX_DEV_SCHEDULER)
+    return FluxDiffusersBackend(tiny_flux(), tiny_vae(), scheduler, flux_prompt(0))
+
+
+def recorded_timesteps(flux: FluxDiffusersBackend) -> list[tuple[int, float]]:
+    """(tokens, timestep) of every transformer call from now on."""
+    calls: list[tuple[int, float]] = []
+    flux.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append((kwargs["hidden_states"].shape[1], kwargs["timestep"][0].item())),
+        with_kwargs=True,
+    )
+    return calls
+
+
+def test_dynamic_shifting_gives_the_transformer_flux_pipelines_timesteps() -> None:
+    """FLUX.1 dev's resolution-dependent schedule: a whole stage on a 16x24 latent (8·12 = 96 tokens) and the last
+    two steps of one on a 24x32 latent (192 tokens) call the transformer at FluxPipeline's timesteps."""
+    flux = flux_dev_backend()
+    calls = recorded_timesteps(flux)
+    latent = torch.randn(1, 4, 16, 24, generator=torch.Generator().manual_seed(2))
+    flux.denoise(Stage("global", latent, torch.zeros(1, 128, 192, 3), torch.ones(1, 128, 192), 0, 4, 4, seed=1))
+    assert [tokens for tokens, _ in calls] == [96] * 4
+    torch.testing.assert_close(torch.tensor([t for _, t in calls]), flux_pipeline_timesteps(16, 24, 4))
+
+    calls.clear()
+    latent = torch.randn(1, 4, 24, 32, generator=torch.Generator().manual_seed(3))
+    flux.denoise(Stage("global", latent, torch.zeros(1, 192, 256, 3), torch.ones(1, 192, 256), 3, 5, 5, seed=1))
+    assert [tokens for tokens, _ in calls] == [192] * 2
+    torch.testing.assert_close(torch.tensor([t for _, t in calls]), flux_pipeline_timesteps(24, 32, 5)[3:])
+
+
+def test_dynamic_shifting_in_dreammix_follows_each_stages_own_size() -> None:
+    """LCG on the 128x128 crop (16x16 latent, 64 tokens) takes steps 0–3 of 6 of its schedule, GCH on the 144x208
+    scene (18x26 latent, 117 tokens) steps 4–5 of its own."""
+    flux = flux_dev_backend()
+    calls = recorded_timesteps(flux)
+    image, mask = scene(144, 208)
+    dreammix_inpaint(flux, image, mask, InpaintSettings(steps=6, resolution=128, seed=1))
+    assert [tokens for tokens, _ in calls] == [64] * 4 + [117] * 2
+    expected = torch.cat([flux_pipeline_timesteps(16, 16, 6)[:4], flux_pipeline_timesteps(18, 26, 6)[4:]])
+    torch.testing.assert_close(torch.tensor([t for _, t in calls]), expected)

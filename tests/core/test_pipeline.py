@@ -419,3 +419,79 @@ def test_a_scene_grouped_with_another_gives_what_it_gives_alone(inpainting: bool
         torch.testing.assert_close(grouped[2 * index : 2 * index + 2], alone, atol=1e-4, rtol=0)
     inside = masks[1].bool()
     assert (grouped[3][inside] - grouped[2][inside]).abs().mean() > 0.01
+
+
+@dataclass
+class NoisyStateBackend(RecordingBackend):
+    """A sampler whose state differs from its estimate: the state is the estimate plus 0.5, as a state above sigma 0
+    is the estimate plus noise."""
+
+    def denoise(self, stage: Stage) -> StageResult:
+        estimate = super().denoise(stage).denoised
+        return StageResult(latent=estimate + 0.5, denoised=estimate)
+
+
+def test_gch_receives_lcg_denoised_estimate_not_its_noisy_state() -> None:
+    """method.md's switch: the x0 estimate at the switch step is decoded and pasted. LCG (seed 5) estimates 0.05 and
+    is in state 0.55; inside the mask GCH must see 0.05."""
+    backend = NoisyStateBackend()
+    image, mask = _constant_scene()
+    dreammix_inpaint(backend, image, mask, InpaintSettings(steps=6, seed=5, resolution=128, context_factor=0.0))
+    local, harmonise = backend.stages
+    assert (local.name, harmonise.name) == ("local", "global")
+    inside = harmonise.pixels[0, 70:120, 120:200]
+    torch.testing.assert_close(inside, torch.full_like(inside, 0.05), atol=1e-4, rtol=0)
+
+
+@dataclass
+class EchoBackend(RecordingBackend):
+    """'Denoises' each item to half its own latent plus the seed's constant, so every result depends on its own
+    scene's crop and window (a scene given another's content, or another's result, shows)."""
+
+    def denoise(self, stage: Stage) -> StageResult:
+        self.stages.append(stage)
+        value = 0.5 * stage.latent + (stage.seed % 100) / 100
+        return StageResult(latent=value, denoised=value)
+
+
+def _windowed_scenes() -> tuple[torch.Tensor, torch.Tensor]:
+    """Three 500x400 scenes at resolution 64 with a GCH budget of 8 × 64² = 32768 px. Every crop works at 64x64.
+    Masks 0 and 2 (40x30, needing 104x94 with the feather) get the budget's window: width floor64(√32768 = 181)
+    = 128, height floor64(32768 / 128) = 256. Mask 1 (200x160, needing 264x224) is over the budget and gets its
+    need rounded up: 320x256."""
+    images = torch.rand(3, 400, 500, 3, generator=torch.Generator().manual_seed(6))
+    masks = torch.zeros(3, 400, 500)
+    masks[0, 120:150, 300:340] = 1
+    masks[1, 100:260, 160:360] = 1
+    masks[2, 120:150, 160:200] = 1
+    return images, masks
+
+
+def test_scenes_of_one_crop_size_but_other_windows_run_apart_each_as_it_runs_alone() -> None:
+    """Grouping is by (LCG working size, GCH window size): scenes 0 and 2 share both, scene 1 only the crop size, so
+    two groups, one sampler call per stage each; every scene's result is exactly its lone run's."""
+    from dreammix_core.inpainting.pipeline import dreammix_inpaint_scenes
+
+    images, masks = _windowed_scenes()
+    settings = InpaintSettings(steps=6, resolution=64, seed=4, global_max_area=8.0)
+    backend = EchoBackend()
+    out = dreammix_inpaint_scenes(backend, images, masks, settings)
+    assert [(stage.name, stage.scenes, tuple(stage.pixels.shape[:3])) for stage in backend.stages] == [
+        ("local", 2, (2, 64, 64)), ("global", 2, (2, 256, 128)), ("local", 1, (1, 64, 64)), ("global", 1, (1, 256, 320))
+    ]  # fmt: skip
+    for index in range(3):
+        alone = dreammix_inpaint(EchoBackend(), images[index : index + 1], masks[index : index + 1], settings)
+        assert torch.equal(out[index : index + 1], alone), index
+        assert not torch.equal(alone, images[index : index + 1])
+
+
+def test_tiny_sdxl_scenes_of_one_crop_size_but_other_windows_give_their_lone_runs() -> None:
+    """The same three scenes on a real model: each result is its lone run's (up to batched rounding)."""
+    from dreammix_core.inpainting.pipeline import dreammix_inpaint_scenes
+
+    images, masks = _windowed_scenes()
+    settings = InpaintSettings(steps=3, resolution=64, seed=4, global_max_area=8.0)
+    grouped = dreammix_inpaint_scenes(tiny_backend(), images, masks, settings)
+    for index in range(3):
+        alone = dreammix_inpaint(tiny_backend(), images[index : index + 1], masks[index : index + 1], settings)
+        torch.testing.assert_close(grouped[index : index + 1], alone, atol=1e-4, rtol=0)

@@ -124,6 +124,25 @@ def test_blob_area_follows_the_released_rule(case: str) -> None:
     assert abs(np.median(ours) - np.median(theirs)) < 0.1
 
 
+@pytest.mark.parametrize(("top", "left", "bottom", "right"), [(100, 90, 140, 150), (92, 100, 149, 141)])
+def test_blob_is_centred_on_the_box_on_average(top: int, left: int, bottom: int, right: int) -> None:
+    """Nothing in the augmentation favours a side: over 300 draws the blob's centroid is the box's centre, and it
+    bulges beyond the box as far left as right and as far up as down, each within about a pixel (a 60x40 and an odd
+    41x57 box, far enough from the edges that no control point is clamped)."""
+    mask = box_mask(240, 240, top, left, bottom, right)
+    centre_x, centre_y = (left + right - 1) / 2, (top + bottom - 1) / 2  # the middle of the box's pixels
+    draws = []
+    for seed in range(300):
+        rows, cols = bezier_blob(mask, torch.Generator().manual_seed(seed)).nonzero(as_tuple=True)
+        bulges = [left - cols.min(), cols.max() - (right - 1), top - rows.min(), rows.max() - (bottom - 1)]
+        draws.append([cols.double().mean() - centre_x, rows.double().mean() - centre_y, *bulges])
+    mean = torch.tensor(draws, dtype=torch.float64).mean(0)
+    print("centroid offset x, y; bulge left, right, top, bottom:", mean.round(decimals=2).tolist())
+    assert mean[:2].abs().max() <= 1.0
+    assert abs(mean[2] - mean[3]) <= 1.0 and abs(mean[4] - mean[5]) <= 1.0
+    assert mean[2:].min() > 10  # it does bulge: the comparison is not of two zeros
+
+
 def test_empty_mask_gives_whole_image() -> None:
     assert torch.equal(bezier_blob(torch.zeros(32, 48), torch.Generator().manual_seed(0)), torch.ones(32, 48))
 

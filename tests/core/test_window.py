@@ -103,3 +103,61 @@ def test_gch_runs_on_the_window_at_the_photo_scale_and_the_background_stays_exac
     outside = feather_mask(mask, 32) == 0
     assert torch.equal(out[outside], image[outside])
     assert torch.equal(out[mask.bool()], torch.full_like(out[mask.bool()], 0.04))  # GCH's constant, seed 3 + 1
+
+
+def _escapes(mask: torch.Tensor, working_area: int, max_area: float, feather: int) -> int:
+    """Pixels the final composite blends (feather weight above 0) that lie outside the window GCH ran on."""
+    window = gch_window(mask, working_area, max_area, feather)
+    assert window is not None  # every case is over its budget: a window, not the whole image
+    outside = torch.ones_like(mask, dtype=torch.bool)
+    outside[:, window.top : window.bottom, window.left : window.right] = False
+    return int(((feather_mask(mask, feather) > 0) & outside).sum())
+
+
+@pytest.mark.parametrize("feather", [32, 9])
+def test_every_pixel_the_feather_reaches_lies_inside_the_window(feather: int) -> None:
+    """The final composite takes GCH's result wherever the feather is above 0, so a feathered pixel outside the window
+    would get a result GCH never made. Over a budget of 64² the window is the mask's need rounded up to multiples of
+    64 and centred, so box sides running through 64 values give every rounding slack from 0 to 63 (both ways at
+    once); then boxes against each edge and corner of the 330x200 photo, a disk the corner clips, a diagonal stroke
+    from the top edge, and a small mask in a larger budget (the budget's window)."""
+    height, width = 200, 330
+    cases = {}
+    for side in range(96, 160):
+        left, top = (width - side) // 2, (height - (side - 40)) // 2
+        cases[f"{side}x{side - 40} centred"] = box_mask(height, width, left, top, left + side, top + side - 40)
+    for side in (101, 130):
+        for left, top in ((0, 0), (3, 70), (width - side - 2, 4), (width - side, height - 60), (100, height - 63)):
+            cases[f"{side}x60 at {left},{top}"] = box_mask(height, width, left, top, left + side, top + 60)
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    cases["disk"] = ((rows - 170) ** 2 + (cols - 300) ** 2 <= 45**2).float()[None]
+    cases["stroke"] = (((rows - cols + 50).abs() <= 2) & (cols < 200)).float()[None]
+    budgets = {name: 1.0 for name in cases}
+    cases["small"], budgets["small"] = box_mask(height, width, 150, 90, 170, 110), 4.0
+    escapes = {name: _escapes(mask, 64 * 64, budgets[name], feather) for name, mask in cases.items()}
+    assert {name: count for name, count in escapes.items() if count} == {}
+
+
+@pytest.mark.parametrize(
+    ("side", "box_height"), [(152, 88), (151, 87), (150, 24), (149, 100), (155, 91), (108, 44), (120, 60)]
+)
+def test_the_result_is_gch_blended_by_the_feather_everywhere_it_reaches(side: int, box_height: int) -> None:
+    """End to end with a feather of 20 and a GCH window (budget 64², LCG working at 64x64): the recording backend's
+    GCH gives 0.04 (seed 3 + 1), so the result must be a·0.04 + (1 − a)·photo with a = max(0, 1 − d / 20) for d the
+    chessboard distance to the box, written out here; a feathered pixel outside the window would show LCG's paste
+    instead. The needs (box + 40) are 0 to 3 px under a multiple of 64 (the tightest windows), or a few over one."""
+    height, width, feather = 200, 330, 20
+    left, top = (width - side) // 2, (height - box_height) // 2
+    image = torch.rand(1, height, width, 3, generator=torch.Generator().manual_seed(5))
+    mask = box_mask(height, width, left, top, left + side, top + box_height)
+    backend = RecordingBackend()
+    settings = InpaintSettings(steps=6, resolution=64, seed=3, feather=feather, global_max_area=1.0)
+    out = dreammix_inpaint(backend, image, mask, settings)
+    rows, cols = torch.arange(height)[:, None], torch.arange(width)[None, :]
+    dy = (top - rows).clamp(min=0) + (rows - (top + box_height - 1)).clamp(min=0)
+    dx = (left - cols).clamp(min=0) + (cols - (left + side - 1)).clamp(min=0)
+    alpha = (1 - torch.maximum(dx, dy) / feather).clamp(min=0)[None, :, :, None]
+    torch.testing.assert_close(out, alpha * 0.04 + (1 - alpha) * image, atol=1e-6, rtol=0)
+    local, harmonise = backend.stages
+    assert local.pixels.shape[1:3] == (64, 64)  # the working area, so the budget is 64²
+    assert harmonise.pixels.shape[1:3] == (-(-(box_height + 40) // 64) * 64, -(-(side + 40) // 64) * 64)
