@@ -25,6 +25,7 @@ def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
 
     comfy.options.enable_args_parsing()
     import comfy.model_management
+    import comfy.samplers
     import comfy.sd
     import comfy.utils
     import torch
@@ -52,13 +53,25 @@ def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
 
     comfy.utils.set_progress_bar_global_hook(hook)
 
+    # Every model call's sigma and cond/uncond entries, through ComfyUI's own wrapper hook on a clone of the MODEL.
+    calls: list[tuple[float, int]] = []
+
+    def record(apply_model, args):
+        calls.extend((float(args["timestep"][0]), int(entry)) for entry in args["cond_or_uncond"])
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    recording = model.clone()
+    recording.set_model_unet_function_wrapper(record)
+
     def run() -> None:
         inpaint.execute(
-            model, positive, negative, vae, image, mask, 1, STEPS, 4.0, "euler", "normal", SWITCH, 0.5, 256, 32
+            recording, positive, negative, vae, image, mask, 1, STEPS, 4.0, "euler", "normal", SWITCH, 0.5, 256, 32
         )
 
     run()
     full = list(updates)
+    model_calls = sorted(calls)
+    schedule = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", STEPS)
     stopped_after = {}
     for stage, after in (("local", 2), ("global", len(full) // 2 + 2)):  # LCG's 2nd step, GCH's 2nd step
         updates.clear()
@@ -79,7 +92,13 @@ def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
         crop_cancelled = True
     finally:
         comfy.model_management.interrupt_current_processing(False)
-    return {"updates": full, "stopped_after": stopped_after, "crop_cancelled": crop_cancelled}
+    return {
+        "updates": full,
+        "stopped_after": stopped_after,
+        "crop_cancelled": crop_cancelled,
+        "model_calls": model_calls,
+        "schedule": [float(sigma) for sigma in schedule],
+    }
 
 
 if __name__ == "__main__":

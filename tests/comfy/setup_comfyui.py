@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -137,6 +138,7 @@ def _run(*command: str) -> None:
 def prepare(checkout: Path, python: str, torch: tuple[str, ...], torchaudio: str, sdxl: bool) -> dict:
     if not (checkout / "main.py").is_file() or not (checkout / "comfyui_version.py").is_file():
         raise SystemExit(f"{checkout} is not a ComfyUI checkout (no main.py / comfyui_version.py)")
+    started = time.monotonic()
     venv_python = checkout / VENV / "bin" / "python"
     if not venv_python.is_file():
         _run(python, "-m", "venv", str(checkout / VENV))
@@ -151,10 +153,13 @@ def prepare(checkout: Path, python: str, torch: tuple[str, ...], torchaudio: str
         constraints.write_text("\n".join(pin for pin in torch if "==" in pin) + "\n")
         _run(*pip, "-r", str(requirements), "-r", str(PACK_ROOT / "requirements.txt"), "-c", str(constraints))
     version = comfyui_version(checkout)
+    print(f"ComfyUI {version}: venv ready in {time.monotonic() - started:.0f} s", flush=True)
+    started = time.monotonic()
     cache = CheckpointCache(default_cache_dir(), checkout, str(venv_python))
     names = SD15_CHECKPOINTS + (SDXL_CHECKPOINTS if sdxl else ())
     print(f"checkpoints {', '.join(names)} in {cache.directory}", flush=True)
     cache.ensure(*names)
+    print(f"ComfyUI {version}: checkpoints ready in {time.monotonic() - started:.0f} s", flush=True)
     info = {
         "comfyui_version": version,
         "python": str(venv_python),

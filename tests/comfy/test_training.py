@@ -250,6 +250,18 @@ def test_flux_fill_trains_with_the_mask_and_the_masked_image(flux_report: dict) 
     assert flux_entry(flux_report, "tiny_flux1_fill")["fill_masks_seen"] == [[0.0, 1.0]]
 
 
+@pytest.mark.parametrize("unet", ["tiny_flux1", "tiny_flux1_fill", "tiny_flux2"])
+def test_flux_trains_toward_the_velocity(flux_report: dict, unet: str) -> None:
+    """On a flow model the trainer's target is the velocity noise − x0 (not the noise SD trains toward), and its
+    prediction is the DiT's own output, at the schedule's ends and middle (differences of float rounding only; the
+    prediction's times σ, as it divides by σ)."""
+    entry = flux_entry(flux_report, unet)
+    print(unet, "target - velocity", entry["target_minus_velocity"], "prediction - DiT", entry["prediction_minus_dit"])
+    assert entry["x0_max"] > 1e-2  # so a target of the noise alone would miss noise − x0 by far more than rounding
+    assert max(entry["target_minus_velocity"]) < 1e-6
+    assert max(entry["prediction_minus_dit"]) < 1e-5
+
+
 def test_flux_gradient_checkpointing_and_bf16(flux_report: dict) -> None:
     """Checkpointing runs every double and single block again in the backward pass for the same LoRA (ComfyUI's
     FLUX blocks add into their input in place: see loop.training_blocks); bf16 autocast changes the arithmetic

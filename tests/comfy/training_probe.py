@@ -431,6 +431,7 @@ def flux_checks(flux_dir: str, clip, run_train, output_of, round_trip, key_warni
         }
         entry["hidden"] = hidden
         entry["fill_masks_seen"] = seen_masks[:1]
+        entry |= flow_target(model, clip, vae, dit, train_node_module(data_node))
 
         # resumed from the step-2 checkpoint (the LoRA and the last checkpoint removed): the same file
         lora_path = os.path.join(folder_paths.get_folder_paths("loras")[0], lora_file)
@@ -464,6 +465,48 @@ def flux_checks(flux_dir: str, clip, run_train, output_of, round_trip, key_warni
         report[unet] = entry
     report["key_warnings"] = key_warnings()
     return report
+
+
+def train_node_module(node) -> str:
+    """The pack's package name as ComfyUI imported it (the prefix of any of its node modules)."""
+    return node.__module__.split(".nodes.")[0]
+
+
+def flow_target(model, clip, vae, dit, package: str) -> dict:
+    """What the trainer fits on a flow model, from its own predictor on one encoded copy at 3 timesteps, against
+    the rectified-flow velocity written out here: with x_t = σ·noise + (1 − σ)·x0 the target is noise − x0, and the
+    prediction is the DiT's own output (ComfyUI's CONST sampling turns it into x0 as x_t − σ·output); the prediction's
+    difference is reported times σ, in the latent's own units."""
+    import torch
+
+    training = sys.modules[f"{package}.nodes.training.comfy_training"]
+    from dreammix_core.training.data import Copy
+
+    generator = torch.Generator().manual_seed(3)
+    copy = Copy(torch.rand(3, SIDE, SIDE, generator=generator), (torch.rand(1, SIDE, SIDE) > 0.5).float(), 0, False)
+    latents, conds, _ = training.encode_copies(model, clip, vae, [copy], ["a photo of a sks box"], SIDE)
+    predict = training.predictor(model, latents, conds, None)
+    sampling = model.model.model_sampling
+    outputs: list = []
+    hook = dit.register_forward_hook(lambda module, args, output: outputs.append(output.detach().float().cpu()))
+    target_diff, prediction_diff = [], []
+    try:
+        for timestep in (0, len(sampling.sigmas) // 2, len(sampling.sigmas) - 1):
+            noise = torch.randn(latents[0][None].shape, generator=generator)
+            with torch.no_grad():
+                prediction, target = predict(0, noise, timestep)
+            velocity = noise - latents[0][None]
+            target_diff.append(float((target.cpu() - velocity).abs().max()))
+            # × σ: the prediction is (x_t − x0_hat) / σ, whose float rounding grows as 1/σ near the clean end
+            sigma = float(sampling.sigmas[timestep])
+            prediction_diff.append(sigma * float((prediction.cpu() - outputs[-1]).abs().max()))
+    finally:
+        hook.remove()
+    return {
+        "target_minus_velocity": target_diff,
+        "prediction_minus_dit": prediction_diff,
+        "x0_max": float(latents[0].abs().max()),
+    }
 
 
 if __name__ == "__main__":
