@@ -37,6 +37,19 @@ def attention_projections(unet, names: tuple[str, ...]) -> list[str]:
     return [name for name, _ in unet.named_modules() if re.search(r"\.attn[12]\.(" + "|".join(names) + r")$", name)]
 
 
+def assert_trained_by_hand(trained_unet, by_hand_unet) -> None:
+    """The UNet with the LoRA added by hand predicts what the trained one does, and the LoRA changed the
+    untrained UNet's prediction (so a wrong scale would show)."""
+    generator = torch.Generator().manual_seed(0)
+    sample, tokens = torch.randn(1, 4, 8, 8, generator=generator), torch.randn(1, 16, 32, generator=generator)
+    with torch.no_grad():
+        trained = trained_unet(sample, 500, encoder_hidden_states=tokens).sample
+        by_hand = by_hand_unet(sample, 500, encoder_hidden_states=tokens).sample
+        untouched = tiny_sd_pipeline().unet(sample, 500, encoder_hidden_states=tokens).sample
+    assert (trained - untouched).abs().max() > 1e-3
+    torch.testing.assert_close(by_hand, trained, atol=2e-5, rtol=1e-4)
+
+
 def test_the_file_holds_k_v_out_of_every_attention_and_applied_by_hand_gives_the_trained_unet(tmp_path) -> None:
     pipe = tiny_sd_pipeline()
     base = tiny_sd_pipeline().unet  # the same random weights, never trained
@@ -70,14 +83,7 @@ def test_the_file_holds_k_v_out_of_every_attention_and_applied_by_hand_gives_the
             up, down = state[f"{key}.lora_up.weight"], state[f"{key}.lora_down.weight"]
             assert down.shape[0] == 4
             modules[name].weight += float(state[f"{key}.alpha"]) / down.shape[0] * up @ down
-    generator = torch.Generator().manual_seed(0)
-    sample, tokens = torch.randn(1, 4, 8, 8, generator=generator), torch.randn(1, 16, 32, generator=generator)
-    with torch.no_grad():
-        trained = pipe.unet(sample, 500, encoder_hidden_states=tokens).sample
-        by_hand = base(sample, 500, encoder_hidden_states=tokens).sample
-        untouched = tiny_sd_pipeline().unet(sample, 500, encoder_hidden_states=tokens).sample
-    assert (trained - untouched).abs().max() > 1e-3  # the LoRA learnt something
-    torch.testing.assert_close(by_hand, trained, atol=2e-5, rtol=1e-4)
+    assert_trained_by_hand(pipe.unet, base)
 
 
 def test_alpha_other_than_rank_is_the_files_alpha_and_scales_the_update_by_alpha_over_rank(tmp_path) -> None:
@@ -103,14 +109,7 @@ def test_alpha_other_than_rank_is_the_files_alpha_and_scales_the_update_by_alpha
             up, down = state[f"lora_unet_{name}.lora_up.weight"], state[f"lora_unet_{name}.lora_down.weight"]
             assert (up.shape[1], down.shape[0]) == (4, 4)
             module.weight += 8.0 / 4 * up @ down
-    generator = torch.Generator().manual_seed(0)
-    sample, tokens = torch.randn(1, 4, 8, 8, generator=generator), torch.randn(1, 16, 32, generator=generator)
-    with torch.no_grad():
-        trained = pipe.unet(sample, 500, encoder_hidden_states=tokens).sample
-        by_hand = base(sample, 500, encoder_hidden_states=tokens).sample
-        untouched = tiny_sd_pipeline().unet(sample, 500, encoder_hidden_states=tokens).sample
-    assert (trained - untouched).abs().max() > 1e-3  # the LoRA learnt something, so its scale shows
-    torch.testing.assert_close(by_hand, trained, atol=2e-5, rtol=1e-4)
+    assert_trained_by_hand(pipe.unet, base)
 
 
 def test_save_lora_writes_the_records_alpha_not_its_rank(tmp_path) -> None:
