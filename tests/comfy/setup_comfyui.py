@@ -81,10 +81,15 @@ def comfyui_requirements(checkout: Path) -> list[str]:
 
 def comfyui_version(checkout: Path) -> str:
     """`__version__` of comfyui_version.py, read as text (importing it would need ComfyUI's python)."""
-    for line in (checkout / "comfyui_version.py").read_text().splitlines():
+    return _version_in((checkout / "comfyui_version.py").read_text(), str(checkout / "comfyui_version.py"))
+
+
+def _version_in(text: str, where: str) -> str:
+    """`__version__` of a comfyui_version.py's text."""
+    for line in text.splitlines():
         if line.startswith("__version__"):
             return line.split("=", 1)[1].strip().strip("\"'")
-    raise SystemExit(f"no __version__ in {checkout / 'comfyui_version.py'}")
+    raise SystemExit(f"no __version__ in {where}")
 
 
 def tarball_version(tarball: Path) -> str:
@@ -97,10 +102,7 @@ def tarball_version(tarball: Path) -> str:
         if member is None:
             raise SystemExit(f"{tarball} holds no comfyui_version.py at its top: not a ComfyUI source tarball")
         text = member.read().decode()
-    for line in text.splitlines():
-        if line.startswith("__version__"):
-            return line.split("=", 1)[1].strip().strip("\"'")
-    raise SystemExit(f"no __version__ in {tarball}:comfyui_version.py")
+    return _version_in(text, f"{tarball}:comfyui_version.py")
 
 
 def unpack(tarball: Path, root: Path) -> Path:
