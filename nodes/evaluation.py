@@ -15,6 +15,7 @@ from ..dreammix_core.evaluation.metrics import (
     mean_scores,
     score,
 )
+from ..dreammix_core.masks import check_mask_count
 from .convert import to_pil
 from .managed_models import managed_model, model_source
 
@@ -82,10 +83,7 @@ class DreamMixScore(io.ComfyNode):
     def execute(cls, image, mask, references, prompt, class_word, clip_model, dino_model) -> io.NodeOutput:
         if mask.ndim == 2:
             mask = mask[None]
-        if mask.shape[0] not in (1, image.shape[0]):
-            raise DreamMixInputError(
-                f"{image.shape[0]} images but {mask.shape[0]} masks: give one mask, or one per image."
-            )
+        check_mask_count(mask.shape[0], image.shape[0], "image")
         if tuple(mask.shape[1:]) != tuple(image.shape[1:3]):
             raise DreamMixInputError(
                 f"The mask is {mask.shape[2]}x{mask.shape[1]} but the image is {image.shape[2]}x{image.shape[1]}: "

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DreamMixInputError
+from ..masks import check_mask_count
 from .blend import FEATHER, blend, feather_mask, paste_local
 from .fill import smooth_fill
 from .region import (
@@ -305,10 +306,8 @@ def dreammix_inpaint_scenes(
     check_alignment(backend.spatial_factor)
     check_variations(settings.variations)
     masks = masks.unsqueeze(0) if masks.ndim == 2 else masks
-    if masks.ndim == 3 and masks.shape[0] not in (1, images.shape[0]):
-        raise DreamMixInputError(
-            f"{masks.shape[0]} masks for {images.shape[0]} scenes: give one mask per scene, or one mask for all."
-        )
+    if masks.ndim == 3:
+        check_mask_count(masks.shape[0], images.shape[0], "scene")
     scenes = [
         _prepare(images[index : index + 1], masks[index : index + 1] if masks.shape[0] > 1 else masks, settings)
         for index in range(images.shape[0])

@@ -1,5 +1,6 @@
-"""The training loop's model side on ComfyUI: the LoRA adapters, the encoded training copies, the
-prediction and its target (epsilon for SD, velocity for FLUX), and the module names ComfyUI's LoRA loaders read.
+"""ComfyUI as a subject-LoRA training host (`dreammix_core.training.subject_lora.TrainingHost`): the LoRA adapters,
+the encoded training copies, the prediction and its target (epsilon for SD, velocity for FLUX), the state the
+model trains in, and the module names ComfyUI's LoRA loaders read.
 
 The LoRA layers are ComfyUI's own training adapters (`comfy.weight_adapter.lora.LoraDiff`) attached
 with `ModelPatcher.add_weight_wrapper`, the mechanism ComfyUI's TrainLoraNode uses: the base weights
@@ -21,10 +22,11 @@ from comfy.weight_adapter.lora import LoraDiff
 
 from ...dreammix_core.errors import DreamMixInputError
 from ...dreammix_core.training.data import Copy, masked_image
-from ...dreammix_core.training.loop import tensor_digest
+from ...dreammix_core.training.loop import Predict, tensor_digest, transformer_blocks
 from ...dreammix_core.training.lora_targets import adapted_part, restrict
 from ...dreammix_core.training.loss import flow_velocity
-from ..comfy_backend import is_inpainting_model
+from ...dreammix_core.training.subject_lora import LoraRecipe
+from ..comfy_backend import check_model_inputs, is_inpainting_model, model_family, native_resolution
 
 LOG = logging.getLogger("DreamMix")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -200,3 +202,55 @@ def predictor(trainer, latents: list[torch.Tensor], conds: list[dict], dtype: to
         return prediction, flow_velocity(noise, x0) if flow else noise
 
     return predict
+
+
+class ComfyTrainingHost:
+    """A ComfyUI MODEL, CLIP and VAE as a training host. The LoRA goes on `trainer`, a clone of the MODEL, which
+    the node returns; the MODEL itself is left as it was. `training_dtype` is one of "auto" and `DTYPES`."""
+
+    def __init__(self, model, clip, vae, training_dtype: str) -> None:
+        if clip is None:
+            raise DreamMixInputError("No CLIP is connected: the prompts need the model's text encoder.")
+        self.model, self.clip, self.vae = model, clip, vae
+        self.trainer = model.clone()
+        self.dtype = autocast_dtype(training_dtype, self.trainer.load_device)
+        self.family = model_family(model)
+        self.inpainting = is_inpainting_model(model)
+        self.num_timesteps = len(model.model.model_sampling.sigmas)
+
+    def native_side(self) -> int:
+        return native_resolution(self.model)
+
+    def attach_lora(self, recipe: LoraRecipe, seed: int) -> dict[str, torch.nn.Parameter]:
+        self.adapters = attach_lora(self.trainer, recipe.targets, recipe.rank, recipe.alpha, seed)
+        check_model_inputs(self.model, self.vae, {})  # after: a model no LoRA fits is refused as such first
+        return trainable_parameters(self.adapters)
+
+    def encode(self, copies: list[Copy], prompts: list[str], side: int) -> list[tuple[int, ...]]:
+        self.latents, self.conds, _ = encode_copies(self.model, self.clip, self.vae, copies, prompts, side)
+        return [tuple(latent.shape) for latent in self.latents]
+
+    def predictor(self) -> Predict:
+        return predictor(self.trainer, self.latents, self.conds, self.dtype)
+
+    def blocks(self) -> list[torch.nn.Module]:
+        return transformer_blocks(self.trainer.model.diffusion_model)
+
+    @contextlib.contextmanager
+    def training(self) -> Iterator[None]:
+        """The trainer alone in memory, fully loaded, its base weights frozen, gradients on, ComfyUI's training
+        flag set; the LoRA frozen and the cache emptied after."""
+        comfy.model_management.unload_all_models()
+        try:
+            with torch.inference_mode(False), torch.enable_grad(), training_mode():
+                comfy.model_management.load_models_gpu([self.trainer], memory_required=1e20, force_full_load=True)
+                freeze_base_weights(self.trainer.model)
+                yield
+        finally:
+            comfy.model_management.soft_empty_cache()
+            for adapter in self.adapters.values():
+                adapter.requires_grad_(False)
+
+    def lora_pairs(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        names = diffusers_names(self.trainer, list(self.adapters))
+        return {names[name]: (lora.lora_up.weight, lora.lora_down.weight) for name, lora in self.adapters.items()}

@@ -1,8 +1,8 @@
 """DreamMix Train Subject LoRA: the per-subject LoRA with the Attribute Decoupling Mechanism (method.md §4).
 
 Subject photos with Bézier-augmented masks mixed with regular data, the mask-weighted loss,
-checkpoints that resume exactly, and a LoRA that LoraLoader / LoraLoaderModelOnly load. The loop
-is `dreammix_core.training.loop`; the adapters are ComfyUI's own (`comfy_lora`).
+checkpoints that resume exactly, and a LoRA that LoraLoader / LoraLoaderModelOnly load. The recipe
+is `dreammix_core.training.subject_lora`; ComfyUI is its host (`comfy_training`), with ComfyUI's own adapters.
 """
 
 from __future__ import annotations
@@ -19,47 +19,16 @@ from comfy_api.latest import io
 
 from ...dreammix_core.errors import DreamMixInputError
 from ...dreammix_core.paths import confined_path
-from ...dreammix_core.training.data import (
-    REGULAR_COPIES,
-    REGULAR_PROBABILITY,
-    SUBJECT_COPIES,
-    MixSampler,
-    Photo,
-    expand,
-)
-from ...dreammix_core.training.loop import (
-    Example,
-    LoopSettings,
-    loss_curve_image,
-    run_fingerprint,
-    train,
-    training_blocks,
-    transformer_blocks,
-)
-from ...dreammix_core.training.lora_file import (
-    CHECKPOINTS_SUFFIX,
-    TrainingRecord,
-    checkpoint_folder,
-    refuse_existing,
-    save_lora,
-)
+from ...dreammix_core.training.data import REGULAR_COPIES, REGULAR_PROBABILITY, SUBJECT_COPIES
+from ...dreammix_core.training.loop import LoopSettings, loss_curve_image
+from ...dreammix_core.training.lora_file import CHECKPOINTS_SUFFIX
 from ...dreammix_core.training.lora_targets import KV_OUT, RECIPES
-from ...dreammix_core.training.loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT, latent_mask
+from ...dreammix_core.training.loss import INSIDE_WEIGHT, OUTSIDE_WEIGHT
 from ...dreammix_core.training.regular_data import read_regular_dataset
+from ...dreammix_core.training.subject_lora import LoraRecipe, train_subject_lora
 from .. import inputs
-from ..comfy_backend import check_model_inputs, model_family, native_resolution
 from ..list_inputs import first_value, flat_list
-from .comfy_training import (
-    DTYPES,
-    attach_lora,
-    autocast_dtype,
-    diffusers_names,
-    encode_copies,
-    freeze_base_weights,
-    predictor,
-    trainable_parameters,
-    training_mode,
-)
+from .comfy_training import DTYPES, ComfyTrainingHost
 from .regular_data import dataset_root
 
 CATEGORY = "DreamMix/training"
@@ -217,17 +186,38 @@ class DreamMixTrainSubjectLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clip, vae, subject_images, subject_masks, **kwargs) -> io.NodeOutput:
-        opts = {key: first_value(value) for key, value in kwargs.items() if key != "regular_masks"}
-        regular_masks = flat_list(kwargs.get("regular_masks") or [], "mask")
-        return _train(
-            first_value(model),
-            first_value(clip),
-            first_value(vae),
+        options = {key: first_value(value) for key, value in kwargs.items() if key != "regular_masks"}
+        file_name, lora_path = _lora_path(options["lora_name"])
+        host = ComfyTrainingHost(first_value(model), first_value(clip), first_value(vae), options["training_dtype"])
+        recipe = LoraRecipe(**{key: options[key] for key in _RECIPE_INPUTS}, targets=options["target_modules"])
+        settings = LoopSettings(**{key: options[key] for key in _LOOP_INPUTS})
+        regular = []
+        if options["regular_dataset"].strip() and recipe.regular_probability > 0:
+            regular = _regular_data(options["regular_dataset"], flat_list(kwargs.get("regular_masks") or [], "mask"))
+        progress = comfy.utils.ProgressBar(settings.steps)
+        result = train_subject_lora(
+            host,
             flat_list(subject_images, "image"),
             flat_list(subject_masks, "mask"),
-            regular_masks,
-            **opts,
+            options["instance_prompt"],
+            lora_path,
+            settings,
+            recipe,
+            regular,
+            recompute=options["gradient_checkpointing"],
+            check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
+            on_step=lambda step, total, loss: progress.update_absolute(step, total),
         )
+        LOG.info("DreamMix: saved %s (%d steps, last loss %.4f)", lora_path, result.step, result.losses[-1])
+        curve = np.asarray(loss_curve_image(result.losses), dtype=np.float32) / 255
+        return io.NodeOutput(host.trainer, file_name, torch.from_numpy(curve)[None])
+
+
+_RECIPE_INPUTS = ("rank", "alpha", "resolution", "subject_copies", "regular_copies", "regular_probability")
+"""The node's inputs that are `LoraRecipe` fields of the same name (target_modules is its `targets`)."""
+_LOOP_INPUTS = ("steps", "learning_rate", "grad_accumulation", "seed", "inside_weight", "outside_weight",
+                "checkpoint_every")  # fmt: skip
+"""The node's inputs that are `LoopSettings` fields of the same name."""
 
 
 def _lora_path(lora_name: str) -> tuple[str, str]:
@@ -255,8 +245,9 @@ _NAME_MAX = 255
 """The longest file name common file systems take, in bytes (ext4, NTFS, APFS)."""
 
 
-def _regular_photos(regular_dataset: str, regular_masks: list[torch.Tensor], prompts: list[str]) -> list[Photo]:
-    """The regular images of a DreamMix Regular Data folder; their prompts are appended to `prompts`."""
+def _regular_data(regular_dataset: str, regular_masks: list[torch.Tensor]) -> list[tuple[str, torch.Tensor, ...]]:
+    """(prompt, image, mask) of each regular image of a DreamMix Regular Data folder; `regular_masks`, when given,
+    replace the stored masks (resized to their sizes)."""
     folder = dataset_root(regular_dataset)
     if not os.path.isdir(folder):
         raise DreamMixInputError(f"The regular dataset folder {folder} does not exist: run DreamMix Regular Data.")
@@ -265,121 +256,10 @@ def _regular_photos(regular_dataset: str, regular_masks: list[torch.Tensor], pro
         raise DreamMixInputError(f"{folder} holds no regular images with masks: run DreamMix Regular Data.")
     if regular_masks and len(regular_masks) != len(items):
         raise DreamMixInputError(f"{len(regular_masks)} regular masks for {len(items)} regular images.")
-    regular = []
-    for i, (prompt, image, mask) in enumerate(items):
-        if regular_masks:
-            mask = comfy.utils.common_upscale(
-                regular_masks[i][None, None].float(), mask.shape[1], mask.shape[0], "bilinear", "disabled"
-            )[0, 0]
-        if prompt not in prompts:
-            prompts.append(prompt)
-        regular.append(Photo(image, mask, prompts.index(prompt)))
-    return regular
-
-
-def _train(
-    model,
-    clip,
-    vae,
-    images: list[torch.Tensor],
-    masks: list[torch.Tensor],
-    regular_masks: list[torch.Tensor],
-    instance_prompt: str,
-    regular_dataset: str,
-    lora_name: str,
-    steps: int,
-    learning_rate: float,
-    rank: int,
-    alpha: float,
-    target_modules: str,
-    grad_accumulation: int,
-    regular_probability: float,
-    inside_weight: float,
-    outside_weight: float,
-    subject_copies: int,
-    regular_copies: int,
-    resolution: int,
-    seed: int,
-    checkpoint_every: int,
-    gradient_checkpointing: bool,
-    training_dtype: str,
-) -> io.NodeOutput:
-    file_name, lora_path = _lora_path(lora_name)
-    refuse_existing(lora_path)
-    if clip is None:
-        raise DreamMixInputError("No CLIP is connected: the prompts need the model's text encoder.")
-    if len(images) != len(masks):
-        if len(masks) == 1:
-            masks = masks * len(images)
-        else:
-            raise DreamMixInputError(f"{len(images)} subject photos but {len(masks)} masks: give one mask per photo.")
-    trainer = model.clone()
-    adapters = attach_lora(trainer, target_modules, rank, alpha, seed)  # refuses a model it cannot adapt, first
-    check_model_inputs(model, vae, {})
-    side = resolution or native_resolution(model)
-
-    prompts = [instance_prompt.strip()]
-    regular = []
-    if regular_dataset.strip() and regular_probability > 0:
-        regular = _regular_photos(regular_dataset, regular_masks, prompts)
-    subject = [Photo(image[..., :3].float().cpu(), mask.float().cpu(), 0) for image, mask in zip(images, masks)]
-    copies = expand(subject, regular, side, seed, subject_copies, regular_copies)
-
-    sampling = model.model.model_sampling
-    settings = LoopSettings(
-        steps=steps,
-        learning_rate=learning_rate,
-        grad_accumulation=grad_accumulation,
-        seed=seed,
-        inside_weight=inside_weight,
-        outside_weight=outside_weight,
-        checkpoint_every=checkpoint_every,
-        num_timesteps=len(sampling.sigmas),
-    )
-    run_id = run_fingerprint(
-        settings, copies, prompts, side, rank=rank, alpha=alpha, targets=target_modules,
-        copy_counts=(subject_copies, regular_copies), regular_probability=regular_probability,
-    )  # fmt: skip
-
-    latents, conds, inpainting = encode_copies(model, clip, vae, copies, prompts, side)
-    examples = [
-        Example(tuple(latent.shape), latent_mask(copy.mask[None], latent.shape[-2:])[0])
-        for latent, copy in zip(latents, copies)
-    ]
-    subject_count = sum(not c.regular for c in copies)
-    sampler = MixSampler(subject_count, len(copies) - subject_count, regular_probability)
-
-    predict = predictor(trainer, latents, conds, autocast_dtype(training_dtype, trainer.load_device))
-    progress = comfy.utils.ProgressBar(steps)
-    blocks = transformer_blocks(trainer.model.diffusion_model)
-    comfy.model_management.unload_all_models()
-    try:
-        with torch.inference_mode(False), torch.enable_grad(), training_mode():
-            comfy.model_management.load_models_gpu([trainer], memory_required=1e20, force_full_load=True)
-            freeze_base_weights(trainer.model)
-            with training_blocks(blocks, gradient_checkpointing):
-                result = train(
-                    trainable_parameters(adapters),
-                    examples,
-                    sampler,
-                    predict,
-                    settings,
-                    run_id=run_id,
-                    checkpoint_folder=checkpoint_folder(lora_path),
-                    check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
-                    on_step=lambda step, total, loss: progress.update_absolute(step, total),
-                )
-    finally:
-        comfy.model_management.soft_empty_cache()
-    for adapter in adapters.values():
-        adapter.requires_grad_(False)
-
-    names = diffusers_names(trainer, list(adapters))
-    pairs = {names[module]: (adapter.lora_up.weight, adapter.lora_down.weight) for module, adapter in adapters.items()}
-    record = TrainingRecord(
-        instance_prompt, result.step, rank, alpha, seed, side, target_modules, inpainting, model_family(model)
-    )
-    save_lora(lora_path, pairs, record)
-    LOG.info("DreamMix: saved %s (%d steps, last loss %.4f)", lora_path, result.step, result.losses[-1])
-    curve = np.asarray(loss_curve_image(result.losses), dtype=np.float32) / 255
-    return io.NodeOutput(trainer, file_name, torch.from_numpy(curve)[None])
+    if not regular_masks:
+        return items
+    return [
+        (prompt, image, comfy.utils.common_upscale(given[None, None].float(), mask.shape[1], mask.shape[0],
+                                                   "bilinear", "disabled")[0, 0])
+        for (prompt, image, mask), given in zip(items, regular_masks)
+    ]  # fmt: skip

@@ -119,7 +119,7 @@ def without(name: str):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (with_three_masks, "2 images but 3 masks: give one mask, or one per image."),
+        (with_three_masks, "2 images but 3 masks: give one mask for all, or one per image."),
         (with_48x48_mask, "The mask is 48x48 but the image is 96x64: give the mask the image was inpainted with."),
         (without("clip_model"), "Give clip_model as a local folder or a Hugging Face id."),
         (without("dino_model"), "Give dino_model as a local folder or a Hugging Face id."),

@@ -40,8 +40,9 @@ def write_core_trained_lora(loras: Path) -> None:
     layout (320 channels, 768-wide context, a transformer in the first down block only) and stand-in VAE and prompts."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-    from dreammix_core.training.diffusers_training import LoraRecipe, train_subject_lora
+    from dreammix_core.training.diffusers_training import DiffusersTrainingHost
     from dreammix_core.training.loop import LoopSettings
+    from dreammix_core.training.subject_lora import LoraRecipe, train_subject_lora
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
@@ -62,7 +63,8 @@ def write_core_trained_lora(loras: Path) -> None:
     mask[16:48, 16:48] = 1
     settings = LoopSettings(steps=2, grad_accumulation=1, learning_rate=1e-2, checkpoint_every=0)
     recipe = LoraRecipe(resolution=64, subject_copies=1)
-    train_subject_lora(pipe, [image], [mask], "a photo of a sks box", str(loras / "core.safetensors"), settings, recipe)
+    host = DiffusersTrainingHost(pipe)
+    train_subject_lora(host, [image], [mask], "a photo of a sks box", str(loras / "core.safetensors"), settings, recipe)
     (loras / "core.json").write_text(json.dumps(CORE_TARGETS))
 
 

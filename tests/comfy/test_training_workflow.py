@@ -492,7 +492,10 @@ def write_regular_data(folder: Path, count: int) -> None:
 @pytest.mark.parametrize(
     ("train_inputs", "message"),
     [
-        ({"subject_masks": ["two", 1]}, "3 subject photos but 2 masks: give one mask per photo."),
+        (
+            {"subject_masks": ["two", 1]},
+            "3 subject photos but 2 masks: give one mask for all, or one per subject photo.",
+        ),
         (
             {"regular_dataset": "no_regular"},
             "The regular dataset folder {output}/no_regular does not exist: run DreamMix Regular Data.",

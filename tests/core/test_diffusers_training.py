@@ -14,12 +14,18 @@ from tiny_models import POOLED_DIM, TEXT_DIM, tiny_scheduler, tiny_sd_pipeline, 
 
 from dreammix_core.errors import DreamMixInputError
 from dreammix_core.training.data import Photo, expand, step_generator
-from dreammix_core.training.diffusers_training import LoraRecipe, train_subject_lora
+from dreammix_core.training.diffusers_training import DiffusersTrainingHost
 from dreammix_core.training.loop import LoopSettings
 from dreammix_core.training.lora_file import TrainingRecord, save_lora
+from dreammix_core.training.subject_lora import LoraRecipe, train_subject_lora
 
 RECIPE = LoraRecipe(resolution=64, subject_copies=2)
 SETTINGS = LoopSettings(steps=3, grad_accumulation=1, learning_rate=1e-2, checkpoint_every=0, seed=5)
+
+
+def sd_host(pipe=None, dtype: torch.dtype | None = None) -> DiffusersTrainingHost:
+    """The training host of `pipe` (default: a fresh tiny SD pipeline, the same random weights every time)."""
+    return DiffusersTrainingHost(pipe or tiny_sd_pipeline(), dtype)
 
 
 def photos(count: int = 2) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -54,7 +60,7 @@ def test_the_file_holds_k_v_out_of_every_attention_and_applied_by_hand_gives_the
     pipe = tiny_sd_pipeline()
     base = tiny_sd_pipeline().unet  # the same random weights, never trained
     path = tmp_path / "subject.safetensors"
-    result = train_subject_lora(pipe, *photos(), "a photo of a sks backpack", str(path), SETTINGS, RECIPE)
+    result = train_subject_lora(sd_host(pipe), *photos(), "a photo of a sks backpack", str(path), SETTINGS, RECIPE)
     assert result.step == 3 and len(result.losses) == 3
 
     state = load_file(path)
@@ -92,7 +98,9 @@ def test_alpha_other_than_rank_is_the_files_alpha_and_scales_the_update_by_alpha
     pipe = tiny_sd_pipeline()
     base = tiny_sd_pipeline().unet
     path = tmp_path / "alpha8.safetensors"
-    train_subject_lora(pipe, *photos(), "a photo of a sks backpack", str(path), SETTINGS, replace(RECIPE, alpha=8.0))
+    train_subject_lora(
+        sd_host(pipe), *photos(), "a photo of a sks backpack", str(path), SETTINGS, replace(RECIPE, alpha=8.0)
+    )
     state = load_file(path)
     alphas = {key: float(value) for key, value in state.items() if key.endswith(".alpha")}
     assert len(alphas) == 3 * 2 * 4 and set(alphas.values()) == {8.0}
@@ -125,7 +133,7 @@ def test_save_lora_writes_the_records_alpha_not_its_rank(tmp_path) -> None:
 def test_a_cancelled_run_resumes_to_the_uninterrupted_file(tmp_path) -> None:
     settings = LoopSettings(steps=4, grad_accumulation=2, learning_rate=1e-2, checkpoint_every=1, seed=2)
     straight = tmp_path / "straight.safetensors"
-    train_subject_lora(tiny_sd_pipeline(), *photos(), "a sks backpack", str(straight), settings, RECIPE)
+    train_subject_lora(sd_host(), *photos(), "a sks backpack", str(straight), settings, RECIPE)
 
     resumed = tmp_path / "resumed.safetensors"
     calls = 0
@@ -138,7 +146,7 @@ def test_a_cancelled_run_resumes_to_the_uninterrupted_file(tmp_path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         train_subject_lora(
-            tiny_sd_pipeline(), *photos(), "a sks backpack", str(resumed), settings, RECIPE,
+            sd_host(), *photos(), "a sks backpack", str(resumed), settings, RECIPE,
             check_interrupt=cancel_in_step_three,
         )  # fmt: skip
     assert not resumed.exists()
@@ -146,7 +154,7 @@ def test_a_cancelled_run_resumes_to_the_uninterrupted_file(tmp_path) -> None:
         "step_000001.state",
         "step_000002.state",
     ]
-    result = train_subject_lora(tiny_sd_pipeline(), *photos(), "a sks backpack", str(resumed), settings, RECIPE)
+    result = train_subject_lora(sd_host(), *photos(), "a sks backpack", str(resumed), settings, RECIPE)
     assert result.resumed_from == 2
     a, b = load_file(straight), load_file(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -160,7 +168,9 @@ def test_an_inpainting_unet_gets_the_noisy_latent_the_latent_mask_and_the_masked
     settings = LoopSettings(steps=1, grad_accumulation=1, checkpoint_every=0, seed=7)
     recipe = LoraRecipe(resolution=64, subject_copies=1)
     images, masks = photos(1)
-    train_subject_lora(pipe, images, masks, "a sks backpack", str(tmp_path / "i.safetensors"), settings, recipe)
+    train_subject_lora(
+        sd_host(pipe), images, masks, "a sks backpack", str(tmp_path / "i.safetensors"), settings, recipe
+    )
     model_in = seen[0]
     assert model_in.shape == (1, 9, 8, 8)
 
@@ -209,7 +219,9 @@ def test_sdxl_unets_get_the_pooled_prompt_and_the_training_size(tmp_path) -> Non
     regular = [("a toy", images[0].flip(0), masks[0])]
     settings = LoopSettings(steps=6, grad_accumulation=1, checkpoint_every=0, seed=1)
     recipe = LoraRecipe(resolution=128, subject_copies=1, regular_copies=1, regular_probability=0.5)
-    train_subject_lora(pipe, images, masks, "a sks toy", str(tmp_path / "x.safetensors"), settings, recipe, regular)
+    train_subject_lora(
+        sd_host(pipe), images, masks, "a sks toy", str(tmp_path / "x.safetensors"), settings, recipe, regular
+    )
     with safe_open(tmp_path / "x.safetensors", "pt") as file:
         assert json.loads(file.metadata()["dreammix"])["family"] == "SDXL"
     drawn = set()
@@ -230,16 +242,35 @@ def test_refusals(tmp_path) -> None:
         "overwritten), or delete the file to train it again."
     )
     with pytest.raises(DreamMixInputError, match="^" + re.escape(taken) + "$"):
-        train_subject_lora(tiny_sd_pipeline(), images, masks, "a sks toy", str(existing), SETTINGS, RECIPE)
+        train_subject_lora(sd_host(), images, masks, "a sks toy", str(existing), SETTINGS, RECIPE)
     assert existing.read_bytes() == b"a user's file"
-    unpaired = "2 subject photos but 1 masks: give one mask per photo."
+    unpaired = "2 subject photos but 3 masks: give one mask for all, or one per subject photo."
     with pytest.raises(DreamMixInputError, match="^" + re.escape(unpaired) + "$"):
-        train_subject_lora(tiny_sd_pipeline(), images, masks[:1], "a sks toy", str(tmp_path / "a.safetensors"))
+        train_subject_lora(
+            sd_host(), images, masks + masks[:1], "a sks toy",
+            str(tmp_path / "a.safetensors"),
+        )  # fmt: skip
+    assert not (tmp_path / "a.checkpoints").exists()
     pipe = tiny_sd_pipeline()
     pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type="v_prediction")
     v_model = "This UNet predicts v_prediction; the DreamMix loss is on epsilon (SD1.5, SDXL)."
     with pytest.raises(DreamMixInputError, match="^" + re.escape(v_model) + "$"):
-        train_subject_lora(pipe, images, masks, "a sks toy", str(tmp_path / "b.safetensors"), SETTINGS, RECIPE)
+        train_subject_lora(sd_host(pipe), images, masks, "a sks toy", str(tmp_path / "b.safetensors"), SETTINGS, RECIPE)
+
+
+def test_one_mask_for_all_photos_is_that_mask_given_with_each(tmp_path) -> None:
+    """The pack's rule for masks against images (one for all, or one each) holds for subject photos too: one mask
+    trains exactly as that mask repeated for every photo, and both photos are trained on."""
+    images, masks = photos()
+    files = {}
+    for name, given in (("one", masks[:1]), ("each", [masks[0], masks[0]]), ("first photo", masks[:1])):
+        path = tmp_path / f"{name.replace(' ', '_')}.safetensors"
+        photos_given = images[:1] if name == "first photo" else images
+        train_subject_lora(sd_host(), photos_given, given, "a sks toy", str(path),
+                           SETTINGS, RECIPE)  # fmt: skip
+        files[name] = load_file(path)
+    assert all(torch.equal(files["one"][key], files["each"][key]) for key in files["each"])
+    assert any(not torch.equal(files["one"][key], files["first photo"][key]) for key in files["one"])
 
 
 def test_the_file_follows_the_seed_alone_and_recomputing_changes_nothing_but_the_calls(tmp_path) -> None:
@@ -253,7 +284,9 @@ def test_the_file_follows_the_seed_alone_and_recomputing_changes_nothing_but_the
         attention.register_forward_pre_hook(lambda *_: calls.append(1))
         path = tmp_path / f"{name}.safetensors"
         options = {} if recompute is None else {"recompute": recompute}  # None: the default, which is off
-        train_subject_lora(pipe, *photos(), "a sks dog", str(path), replace(settings, seed=seed), RECIPE, **options)
+        train_subject_lora(
+            sd_host(pipe), *photos(), "a sks dog", str(path), replace(settings, seed=seed), RECIPE, **options
+        )
         files.append(load_file(path))
         attention_calls.append(len(calls))
     assert all(torch.equal(files[0][k], files[1][k]) for k in files[0])
@@ -272,7 +305,7 @@ def test_a_run_resumes_only_from_its_own_checkpoints(tmp_path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         train_subject_lora(
-            tiny_sd_pipeline(), *photos(), "a sks toy", str(path), settings, RECIPE,
+            sd_host(), *photos(), "a sks toy", str(path), settings, RECIPE,
             check_interrupt=stop_after_the_first_step,
         )  # fmt: skip
     other_images = [image.flip(0) for image in photos()[0]]
@@ -292,12 +325,12 @@ settings): use another LoRA name, or delete that folder to start over."
     for what, change in changes.items():
         with pytest.raises(DreamMixInputError) as error:
             train_subject_lora(
-                tiny_sd_pipeline(), change.get("images", photos()[0]), photos()[1], change.get("prompt", "a sks toy"),
+                sd_host(), change.get("images", photos()[0]), photos()[1], change.get("prompt", "a sks toy"),
                 str(path), change.get("settings", settings), change.get("recipe", RECIPE),
             )  # fmt: skip
         assert str(error.value) == refused, what
     result = train_subject_lora(
-        tiny_sd_pipeline(), *photos(), "a sks toy", str(path), replace(settings, checkpoint_every=5), RECIPE
+        sd_host(), *photos(), "a sks toy", str(path), replace(settings, checkpoint_every=5), RECIPE
     )
     assert result.resumed_from == 1 and result.step == 2
 
@@ -307,7 +340,7 @@ def test_native_resolution_initial_lora_and_autocast(tmp_path) -> None:
     LoRA: up 0, down ~ N(0, 1/rank²); bf16 autocast changes the arithmetic, not the result's scale."""
     settings = LoopSettings(steps=0, checkpoint_every=0)
     path = tmp_path / "native.safetensors"
-    train_subject_lora(tiny_sd_pipeline(), *photos(), "a sks toy", str(path), settings, LoraRecipe(subject_copies=1))
+    train_subject_lora(sd_host(), *photos(), "a sks toy", str(path), settings, LoraRecipe(subject_copies=1))
     with safe_open(path, "pt") as file:
         assert json.loads(file.metadata()["dreammix"])["resolution"] == 256
     state = load_file(path)
@@ -319,8 +352,8 @@ def test_native_resolution_initial_lora_and_autocast(tmp_path) -> None:
     losses = {}
     for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
         result = train_subject_lora(
-            tiny_sd_pipeline(), *photos(), "a sks toy", str(tmp_path / f"{name}.safetensors"), one_step, RECIPE,
-            autocast_dtype=dtype,
+            sd_host(dtype=dtype), *photos(), "a sks toy",
+            str(tmp_path / f"{name}.safetensors"), one_step, RECIPE,
         )  # fmt: skip
         losses[name] = result.losses[0]
     assert losses["bf16"] != losses["fp32"] and losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)

@@ -24,9 +24,10 @@ from dreammix_core.evaluation import metrics
 from dreammix_core.inpainting.diffusers_backend import DiffusersBackend
 from dreammix_core.inpainting.region import compute_region
 from dreammix_core.training.data import Photo, expand
-from dreammix_core.training.diffusers_training import LoraRecipe, train_subject_lora
+from dreammix_core.training.diffusers_training import DiffusersTrainingHost
 from dreammix_core.training.loop import LoopSettings
 from dreammix_core.training.mask_augment import bezier_blob
+from dreammix_core.training.subject_lora import LoraRecipe, train_subject_lora
 
 
 def refusal(call, *args, error=DreamMixInputError, **kwargs) -> str:
@@ -166,8 +167,8 @@ def test_a_lora_file_that_appears_while_training_is_kept(tmp_path) -> None:
     mask[16:48, 16:48] = 1
     settings = LoopSettings(steps=1, grad_accumulation=1, checkpoint_every=0)
     message = refusal(
-        train_subject_lora, tiny_sd_pipeline(), [image], [mask], "a sks toy", str(path), settings,
-        LoraRecipe(resolution=64, subject_copies=1), on_step=lambda *_: path.write_bytes(b"someone else's"),
+        train_subject_lora, DiffusersTrainingHost(tiny_sd_pipeline()), [image], [mask], "a sks toy", str(path),
+        settings, LoraRecipe(resolution=64, subject_copies=1), on_step=lambda *_: path.write_bytes(b"someone else's"),
     )  # fmt: skip
     assert message == (
         f"subject.safetensors appeared while training; the trained weights stay in {tmp_path / 'subject.checkpoints'}."

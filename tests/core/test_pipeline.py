@@ -372,9 +372,7 @@ def test_scenes_whose_crops_share_a_size_run_in_one_call_per_stage_each_with_its
         assert torch.equal(out[index][outside], images[index // 2][outside])
     one_mask = dreammix_inpaint_scenes(RecordingBackend(), images, mask, InpaintSettings(steps=6, resolution=128))
     assert one_mask.shape[0] == 2
-    with pytest.raises(
-        DreamMixInputError, match=r"^3 masks for 2 scenes: give one mask per scene, or one mask for all\.$"
-    ):
+    with pytest.raises(DreamMixInputError, match=r"^2 scenes but 3 masks: give one mask for all, or one per scene\.$"):
         dreammix_inpaint_scenes(RecordingBackend(), images, torch.cat([mask] * 3), InpaintSettings())
 
 
