@@ -4,7 +4,7 @@
   attributes/   prompts, Textual Attribute Substitution, the VLM attribute list (§3.4)
   training/     the Attribute Decoupling Mechanism's data and the subject LoRA fine-tune (§3.2)
   evaluation/   CLIP-T, CLIP-I and DINO (§4)
-over the shared rules: `errors`, `masks`, `paths`, `model_source`, `model_cache`.
+over the shared rules: `errors`, `masks`, `families`, `paths`, `model_source`, `model_cache`.
 
 Nothing here imports ComfyUI; `nodes/` adapts it to ComfyUI and `inpainting.diffusers_backend` to diffusers.
 """

@@ -1,14 +1,16 @@
-"""Model family names: what a LoRA file records it was trained on, and what messages call a model.
+"""Model families: the side each was trained at (what resolution 0 means in every node), what a LoRA file records
+it was trained on, and what messages call a model.
 
-A family is told by its latent format (ComfyUI's class names, which the diffusers host maps its UNets
-to) and, where two families share one, by the width of the text conditioning: SD1.x and SD2.x both
-use the SD1.5 latent, with 768- and 1024-wide conditioning.
+A family is told by its latent format (ComfyUI's class names, which the diffusers host maps its UNets to) and,
+where two families share one, by the width of the text conditioning or the prediction type: SD1.x and SD2.x both
+use the SD1.5 latent, with 768- and 1024-wide conditioning; SD2's v-prediction models were trained at 768, its
+epsilon ones (SD2-base, SD2-inpainting) at 512; SDXL, SD3, FLUX and the later families at about a megapixel.
 """
 
 from __future__ import annotations
 
-from .inpainting.native_size import SD_LATENT
-
+SD_LATENT = "SD15"
+"""ComfyUI's latent format class of the SD1.x / SD2.x family."""
 _NAMES = {SD_LATENT: "SD1.5", "SDXL": "SDXL", "Flux": "FLUX.1", "Flux2": "FLUX.2"}
 _SD2_CONTEXT = 1024
 
@@ -18,3 +20,10 @@ def family_name(latent_format: str, context_width: int | None) -> str:
     if latent_format == SD_LATENT and context_width == _SD2_CONTEXT:
         return "SD2"
     return _NAMES.get(latent_format, latent_format)
+
+
+def native_side(latent_format: str, v_prediction: bool) -> int:
+    """512, 768 or 1024 for a ComfyUI latent format class name and whether the model predicts v."""
+    if latent_format == SD_LATENT:
+        return 768 if v_prediction else 512
+    return 1024

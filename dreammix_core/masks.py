@@ -22,6 +22,22 @@ def binarize(mask: torch.Tensor) -> torch.Tensor:
     return is_masked(mask).to(torch.float32)
 
 
+EMPTY_MASK = (
+    "The mask is empty: paint the area where the subject should go (values of 0.5 or more count as masked). "
+    "Load Image gives an empty mask when the image has no alpha channel: paint one in the mask editor or use Load "
+    "Image (as Mask)."
+)
+"""The refusal of an inpainting mask without a masked pixel, wherever it is found."""
+
+
+def masked_box(mask: torch.Tensor) -> tuple[int, int, int, int]:
+    """`mask_bbox` of a mask that must mark something: an empty one is refused with `EMPTY_MASK`."""
+    box = mask_bbox(mask)
+    if box is None:
+        raise DreamMixInputError(EMPTY_MASK)
+    return box
+
+
 def mask_bbox(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
     """(left, top, right, bottom) of the masked pixels of a (H, W) mask, right/bottom exclusive; None if empty."""
     plane = is_masked(mask)

@@ -10,18 +10,7 @@ import torch
 from comfy_api.latest import io
 
 from ..dreammix_core.attributes.prompts import edit_prompt, instance_prompt, regular_prompts
-from ..dreammix_core.attributes.tas import (
-    DEFAULT_ATTRIBUTE_TEMPLATE,
-    attribute_positions,
-    check_strength,
-    decompose_tokens,
-    fill_template,
-    find_positions,
-    orthonormal_basis,
-    parse_attribute_list,
-    prompt_positions,
-    reject,
-)
+from ..dreammix_core.attributes.tas import DEFAULT_ATTRIBUTE_TEMPLATE, parse_attribute_list, substitute_attributes
 from ..dreammix_core.errors import DreamMixInputError
 from .convert import to_pil
 from .list_inputs import first_value, flat_list
@@ -33,95 +22,21 @@ NO_VLM = "none (type the attributes)"
 
 folder_paths.add_model_folder_path(VLM_FOLDER, os.path.join(folder_paths.models_dir, VLM_FOLDER))
 
-CLIP_WIDTHS = {"l": 768, "g": 1280, "h": 1024}
-"""Width of a CLIP text encoder's slice of the embedding, by ComfyUI's tokenizer key."""
-SLICES = {
-    ("l",): ("l",),  # SD1.5
-    ("h",): ("h",),  # SD2
-    ("g", "l"): ("l", "g"),  # SDXL: CLIP-L then OpenCLIP-bigG
-    ("l", "t5xxl"): ("t5xxl",),  # FLUX.1: T5-XXL's tokens; CLIP-L gives only the pooled vector
-    ("qwen3_4b",): ("qwen3_4b",) * 3,  # FLUX.2 Klein 4B: three Qwen3 layers' hidden states side by side
-    ("qwen3_8b",): ("qwen3_8b",) * 3,  # FLUX.2 Klein 9B
-}
-"""Each family's slices of the embedding's last dim, in order, keyed by its tokenizer keys. A slice of a key
-without a CLIP width takes an equal share of what the CLIP slices leave (the width of T5 or of a Qwen3 layer)."""
 
+class ComfyTokenEncoder:
+    """ComfyUI's CLIP as TAS's token encoder (`dreammix_core.attributes.tas.TokenEncoder`)."""
 
-def _flatten(chunks: list) -> tuple[list, list[int]]:
-    """Token ids (or embedding tensors) and word ids of a ComfyUI tokenisation, chunks joined."""
-    tokens = [t[0] if isinstance(t[0], int) else id(t[0]) for chunk in chunks for t in chunk]
-    words = [t[2] for chunk in chunks for t in chunk]
-    return tokens, words
+    def __init__(self, clip) -> None:
+        self.clip = clip
 
+    def tokenize(self, text: str) -> dict:
+        return self.clip.tokenize(text, return_word_ids=True)
 
-def encoder_slices(tokens: dict, width: int) -> list[tuple[str, int, int]]:
-    """(key, begin, end) of each encoder's slice of the embedding's last dim."""
-    keys = SLICES.get(tuple(sorted(tokens)), ())
-    fixed = sum(CLIP_WIDTHS.get(key, 0) for key in keys)
-    shared = sum(1 for key in keys if key not in CLIP_WIDTHS)
-    share, rest = divmod(width - fixed, shared) if shared else (0, width - fixed)
-    if not keys or rest or (shared and share <= 0):
-        raise DreamMixInputError(
-            f"TAS supports the text encoders of SD1.5, SD2, SDXL, FLUX.1 (CLIP-L + T5-XXL) and FLUX.2 Klein "
-            f"(Qwen3); this CLIP has encoders {sorted(tokens)} with embedding width {width}."
-        )
-    slices, begin = [], 0
-    for key in keys:
-        end = begin + CLIP_WIDTHS.get(key, share)
-        slices.append((key, begin, end))
-        begin = end
-    return slices
+    def encode(self, tokens: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.clip.encode_from_tokens(tokens, return_pooled=True)
 
-
-def template_tokens(clip, key: str) -> list:
-    """The word-id tokens of the empty prompt in encoder `key`: the chat template around every prompt, if any."""
-    ids, words = _flatten(clip.tokenize("", return_word_ids=True)[key])
-    return [t for t, w in zip(ids, words) if w != 0]
-
-
-def prompt_token_positions(tokens: dict, key: str, template: list) -> list[int]:
-    """Positions of the prompt's own tokens in encoder `key`'s tokens: no start, end, padding or template token."""
-    ids, words = _flatten(tokens[key])
-    return prompt_positions(words, ids, template)
-
-
-def _attribute_positions(clip, key: str, text_tokens: dict, attributes: list[str]) -> list[int]:
-    """Where each attribute's tokens sit among encoder `key`'s tokens of the attribute text."""
-    template = template_tokens(clip, key)
-
-    def prompt_tokens(text: str) -> list:
-        tokens = clip.tokenize(text, return_word_ids=True)
-        ids = _flatten(tokens[key])[0]
-        return [ids[i] for i in prompt_token_positions(tokens, key, template)]
-
-    text_ids = _flatten(text_tokens[key])[0]
-    words = {}
-    for word in attributes:
-        # A word after a space tokenises apart from one that starts the text in byte-level BPE (Qwen3).
-        spaced = prompt_tokens(" " + word)
-        words[word] = spaced if find_positions(text_ids, spaced) else prompt_tokens(word)
-    return attribute_positions(text_ids, words)
-
-
-def attribute_directions(clip, attributes: list[str], template: str) -> tuple[list, torch.Tensor]:
-    """(begin, end, directions) of each slice: the token embeddings of the attribute words in the attribute
-    text, in that slice's space; and the attribute text's pooled vector."""
-    text = fill_template(template, attributes)
-    text_tokens = clip.tokenize(text, return_word_ids=True)
-    for chunks in text_tokens.values():
-        if len(chunks) > 1:  # a word split across chunks would not be found, and the chunks encode apart
-            count = sum(1 for chunk in chunks for token in chunk if token[2] != 0)
-            raise DreamMixInputError(
-                f"The attribute text '{text}' is {count} tokens long, more than the text encoder's one chunk "
-                f"(75 tokens): list fewer or shorter original attributes, only those the edit replaces."
-            )
-    embedding, pooled = clip.encode_from_tokens(text_tokens, return_pooled=True)
-    slices, positions = [], {}
-    for key, begin, end in encoder_slices(text_tokens, embedding.shape[-1]):
-        if key not in positions:  # Klein's three slices share one encoder's tokens
-            positions[key] = _attribute_positions(clip, key, text_tokens, attributes)
-        slices.append((begin, end, embedding[0, positions[key], begin:end]))
-    return slices, pooled
+    def encode_scheduled(self, tokens: dict) -> list:
+        return self.clip.encode_from_tokens_scheduled(tokens)
 
 
 class DreamMixTextualAttributeSubstitution(io.ComfyNode):
@@ -181,24 +96,9 @@ class DreamMixTextualAttributeSubstitution(io.ComfyNode):
             raise DreamMixInputError(
                 "No CLIP is connected: a checkpoint without a text encoder cannot be used for TAS."
             )
-        check_strength(strength)
         attributes = parse_attribute_list(original_attributes)
-        if not attributes:
-            raise DreamMixInputError("Type at least one original attribute, e.g. 'blue' or 'clay, glossy'.")
-        tokens = clip.tokenize(prompt, return_word_ids=True)
-        plain = clip.encode_from_tokens_scheduled(tokens)
-        slices, attribute_pooled = attribute_directions(clip, attributes, attribute_template)
-        key = encoder_slices(tokens, plain[0][0].shape[-1])[0][0]  # the slices' keys share word positions
-        content = torch.zeros(len(_flatten(tokens[key])[0]), dtype=torch.bool)
-        content[prompt_token_positions(tokens, key, template_tokens(clip, key))] = True
-        decomposed = []
-        for embedding, extras in plain:
-            extras = dict(extras)
-            pooled = extras.get("pooled_output")
-            if pooled is not None and attribute_pooled is not None:
-                extras["pooled_output"] = reject(pooled, orthonormal_basis(attribute_pooled), strength)
-            decomposed.append([decompose_tokens(embedding, content[: embedding.shape[1]], slices, strength), extras])
-        return io.NodeOutput(decomposed, plain)
+        encoder = ComfyTokenEncoder(clip)
+        return io.NodeOutput(*substitute_attributes(encoder, prompt, attributes, attribute_template, strength))
 
 
 def vlm_choices() -> list[str]:

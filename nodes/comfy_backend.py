@@ -12,14 +12,13 @@ import node_helpers
 import torch
 
 from ..dreammix_core.errors import DreamMixInputError
-from ..dreammix_core.families import family_name
-from ..dreammix_core.inpainting.native_size import native_side
+from ..dreammix_core.families import family_name, native_side
 from ..dreammix_core.inpainting.pipeline import Stage, StageResult
 from ..dreammix_core.training.lora_file import check_lora_family
 
 
 def native_resolution(model) -> int:
-    """What resolution 0 means for this MODEL: its family's training side (see dreammix_core.inpainting.native_size)."""
+    """What resolution 0 means for this MODEL: its family's training side (see dreammix_core.families)."""
     base = model.model
     v_prediction = "v_prediction" in str(getattr(base, "model_type", "")).lower()
     return native_side(type(base.latent_format).__name__, v_prediction)

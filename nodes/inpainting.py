@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import comfy.model_management
-import comfy.samplers
 import comfy.utils
 import torch
 from comfy_api.latest import io
@@ -12,7 +11,7 @@ from ..dreammix_core.errors import DreamMixInputError
 from ..dreammix_core.inpainting.pipeline import (
     InpaintSettings,
     check_alignment,
-    dreammix_inpaint_scenes,
+    dreammix_inpaint,
     final_composite,
     fresh_seed,
     global_harmonization,
@@ -375,7 +374,7 @@ class DreamMixInpaint(io.ComfyNode):
         backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive)
         side = resolution or native_resolution(model)
         settings = InpaintSettings(steps, switch, seed, context_factor, side, feather, global_max_area, variations)
-        result = dreammix_inpaint_scenes(backend, image, mask, settings, upscaler_from(upscale_model), CHECK_INTERRUPT)
+        result = dreammix_inpaint(backend, image, mask, settings, upscaler_from(upscale_model), CHECK_INTERRUPT)
         return io.NodeOutput(to_host_dtype(result))
 
 

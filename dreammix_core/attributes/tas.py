@@ -10,18 +10,40 @@ Unlike the released code this finds the real token positions of each attribute (
 included), projects onto the complement of the span of all directions at once (one rejection
 after another is not a projection when directions are not orthogonal), and treats each text
 encoder's slice of a concatenated embedding in its own space.
+
+The host gives the text encoder as a `TokenEncoder` (tokens with word ids, their embeddings, the prompt's
+conditioning); `substitute_attributes` is the whole step, the other functions its parts.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 
 from ..errors import DreamMixInputError
 
 DEFAULT_ATTRIBUTE_TEMPLATE = "a photo of a sks {attributes}"
+
+Tokens = dict[str, list]
+"""A tokenisation with word ids, as ComfyUI's CLIP gives it: per encoder key ("l", "g", "t5xxl", "qwen3_4b"),
+chunks of (token, weight, word id), where a token is an id (or an embedding tensor) and start, end and padding
+tokens have word id 0."""
+
+
+class TokenEncoder(Protocol):
+    """The text encoder TAS works on."""
+
+    def tokenize(self, text: str) -> Tokens:
+        """`text`'s tokens with word ids."""
+
+    def encode(self, tokens: Tokens) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(token embeddings (1, T, D), pooled vector or None)."""
+
+    def encode_scheduled(self, tokens: Tokens) -> list:
+        """The conditioning of `tokens`: [(embedding (1, T, D), extras)], extras holding "pooled_output" if any."""
 
 
 def parse_attribute_list(text: str) -> list[str]:
@@ -135,3 +157,119 @@ def attribute_positions(text_tokens: Sequence[int], attributes: dict[str, Sequen
             )
         positions.extend(p for p in found if p not in positions)
     return positions
+
+
+CLIP_WIDTHS = {"l": 768, "g": 1280, "h": 1024}
+"""Width of a CLIP text encoder's slice of the embedding, by ComfyUI's tokenizer key."""
+SLICES = {
+    ("l",): ("l",),  # SD1.5
+    ("h",): ("h",),  # SD2
+    ("g", "l"): ("l", "g"),  # SDXL: CLIP-L then OpenCLIP-bigG
+    ("l", "t5xxl"): ("t5xxl",),  # FLUX.1: T5-XXL's tokens; CLIP-L gives only the pooled vector
+    ("qwen3_4b",): ("qwen3_4b",) * 3,  # FLUX.2 Klein 4B: three Qwen3 layers' hidden states side by side
+    ("qwen3_8b",): ("qwen3_8b",) * 3,  # FLUX.2 Klein 9B
+}
+"""Each family's slices of the embedding's last dim, in order, keyed by its tokenizer keys. A slice of a key
+without a CLIP width takes an equal share of what the CLIP slices leave (the width of T5 or of a Qwen3 layer)."""
+
+
+def flat_tokens(chunks: list) -> tuple[list, list[int]]:
+    """Token ids (or embedding tensors) and word ids of a ComfyUI tokenisation, chunks joined."""
+    tokens = [t[0] if isinstance(t[0], int) else id(t[0]) for chunk in chunks for t in chunk]
+    words = [t[2] for chunk in chunks for t in chunk]
+    return tokens, words
+
+
+def encoder_slices(tokens: Tokens, width: int) -> list[tuple[str, int, int]]:
+    """(key, begin, end) of each encoder's slice of the embedding's last dim."""
+    keys = SLICES.get(tuple(sorted(tokens)), ())
+    fixed = sum(CLIP_WIDTHS.get(key, 0) for key in keys)
+    shared = sum(1 for key in keys if key not in CLIP_WIDTHS)
+    share, rest = divmod(width - fixed, shared) if shared else (0, width - fixed)
+    if not keys or rest or (shared and share <= 0):
+        raise DreamMixInputError(
+            f"TAS supports the text encoders of SD1.5, SD2, SDXL, FLUX.1 (CLIP-L + T5-XXL) and FLUX.2 Klein "
+            f"(Qwen3); this CLIP has encoders {sorted(tokens)} with embedding width {width}."
+        )
+    slices, begin = [], 0
+    for key in keys:
+        end = begin + CLIP_WIDTHS.get(key, share)
+        slices.append((key, begin, end))
+        begin = end
+    return slices
+
+
+def template_tokens(encoder: TokenEncoder, key: str) -> list:
+    """The word-id tokens of the empty prompt in encoder `key`: the chat template around every prompt, if any."""
+    ids, words = flat_tokens(encoder.tokenize("")[key])
+    return [t for t, w in zip(ids, words) if w != 0]
+
+
+def prompt_token_positions(tokens: Tokens, key: str, template: list) -> list[int]:
+    """Positions of the prompt's own tokens in encoder `key`'s tokens: no start, end, padding or template token."""
+    ids, words = flat_tokens(tokens[key])
+    return prompt_positions(words, ids, template)
+
+
+def locate_attributes(encoder: TokenEncoder, key: str, text_tokens: Tokens, attributes: list[str]) -> list[int]:
+    """Where each attribute's tokens sit among encoder `key`'s tokens of the attribute text."""
+    template = template_tokens(encoder, key)
+
+    def prompt_tokens(text: str) -> list:
+        tokens = encoder.tokenize(text)
+        ids = flat_tokens(tokens[key])[0]
+        return [ids[i] for i in prompt_token_positions(tokens, key, template)]
+
+    text_ids = flat_tokens(text_tokens[key])[0]
+    words = {}
+    for word in attributes:
+        # A word after a space tokenises apart from one that starts the text in byte-level BPE (Qwen3).
+        spaced = prompt_tokens(" " + word)
+        words[word] = spaced if find_positions(text_ids, spaced) else prompt_tokens(word)
+    return attribute_positions(text_ids, words)
+
+
+def attribute_directions(encoder: TokenEncoder, attributes: list[str], template: str) -> tuple[list, torch.Tensor]:
+    """(begin, end, directions) of each slice: the token embeddings of the attribute words in the attribute
+    text, in that slice's space; and the attribute text's pooled vector."""
+    text = fill_template(template, attributes)
+    text_tokens = encoder.tokenize(text)
+    for chunks in text_tokens.values():
+        if len(chunks) > 1:  # a word split across chunks would not be found, and the chunks encode apart
+            count = sum(1 for chunk in chunks for token in chunk if token[2] != 0)
+            raise DreamMixInputError(
+                f"The attribute text '{text}' is {count} tokens long, more than the text encoder's one chunk "
+                f"(75 tokens): list fewer or shorter original attributes, only those the edit replaces."
+            )
+    embedding, pooled = encoder.encode(text_tokens)
+    slices, positions = [], {}
+    for key, begin, end in encoder_slices(text_tokens, embedding.shape[-1]):
+        if key not in positions:  # Klein's three slices share one encoder's tokens
+            positions[key] = locate_attributes(encoder, key, text_tokens, attributes)
+        slices.append((begin, end, embedding[0, positions[key], begin:end]))
+    return slices, pooled
+
+
+def substitute_attributes(
+    encoder: TokenEncoder, prompt: str, attributes: list[str], template: str, strength: float
+) -> tuple[list, list]:
+    """(decomposed, plain) conditionings of `prompt`: plain as the encoder gives it; decomposed with every content
+    token (each slice in its own space) and the pooled vector rejected from the span of the `attributes`' directions
+    in `template`'s text, `strength` of it."""
+    check_strength(strength)
+    if not attributes:
+        raise DreamMixInputError("Type at least one original attribute, e.g. 'blue' or 'clay, glossy'.")
+    tokens = encoder.tokenize(prompt)
+    plain = encoder.encode_scheduled(tokens)
+    slices, attribute_pooled = attribute_directions(encoder, attributes, template)
+    key = encoder_slices(tokens, plain[0][0].shape[-1])[0][0]  # the slices' keys share word positions
+    content = torch.zeros(len(flat_tokens(tokens[key])[0]), dtype=torch.bool)
+    content[prompt_token_positions(tokens, key, template_tokens(encoder, key))] = True
+    decomposed = []
+    for embedding, extras in plain:
+        extras = dict(extras)
+        pooled = extras.get("pooled_output")
+        if pooled is not None and attribute_pooled is not None:
+            extras["pooled_output"] = reject(pooled, orthonormal_basis(attribute_pooled), strength)
+        decomposed.append([decompose_tokens(embedding, content[: embedding.shape[1]], slices, strength), extras])
+    return decomposed, plain

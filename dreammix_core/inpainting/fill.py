@@ -32,19 +32,13 @@ def _row_means(planes: torch.Tensor, radius: int) -> torch.Tensor:
     return (sums[..., size : size + width] - sums[..., :width]) / size
 
 
-def _blur_planes(planes: torch.Tensor, radius: int) -> torch.Tensor:
-    """Box blur of contiguous (batch, channels, height, width) planes: rows, then columns as rows of the transpose
+def box_blur(planes: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over the (2·radius + 1)² box of contiguous (batch, channels, height, width) planes, edges replicated.
+
+    Separable running sums, so the cost does not grow with the radius: rows, then columns as rows of the transpose
     (running sums along a contiguous dim are several times faster than along a strided one)."""
     planes = _row_means(planes, radius)
     return _row_means(planes.transpose(-1, -2).contiguous(), radius).transpose(-1, -2).contiguous()
-
-
-def box_blur(image: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over the (2·radius + 1)² box of a (batch, height, width, channels) image, edges replicated.
-
-    Separable running sums, so the cost does not grow with the radius.
-    """
-    return _blur_planes(image.movedim(-1, 1).contiguous(), radius).movedim(1, -1)
 
 
 def smooth_fill(
@@ -73,6 +67,6 @@ def smooth_fill(
         for _ in range(repeats):
             if check_interrupt is not None:
                 check_interrupt()
-            blurred = _blur_planes(work[..., y0:y1, x0:x1].contiguous(), radius)[inner]
+            blurred = box_blur(work[..., y0:y1, x0:x1].contiguous(), radius)[inner]
             work[hole] = torch.where(known_hole, original_hole, blurred)
     return work.movedim(1, -1).to(image.dtype)

@@ -258,23 +258,6 @@ def _composite(image: torch.Tensor, result: torch.Tensor, alpha: torch.Tensor) -
     return out
 
 
-def dreammix_inpaint(
-    backend: DenoiseBackend,
-    image: torch.Tensor,
-    mask: torch.Tensor,
-    settings: InpaintSettings = InpaintSettings(),
-    upscaler: Upscaler | None = None,
-    check_interrupt: Callable[[], None] | None = None,
-) -> torch.Tensor:
-    """The whole method on one image (1, H, W, C) and mask (1, H, W); returns the inpainted image, or
-    `settings.variations` of them as a batch.
-
-    `check_interrupt` is called between the pre-fill's passes and may raise to stop the run (the
-    samplers check for themselves through the backend).
-    """
-    return dreammix_inpaint_scenes(backend, image, mask, settings, upscaler, check_interrupt)
-
-
 @dataclass(frozen=True)
 class _Scene:
     """One scene of a batch and what the method derives from its mask before any sampling."""
@@ -292,7 +275,7 @@ class _Scene:
         return (self.region.width, self.region.height, *cut(self.binary, self.window).shape[1:])
 
 
-def dreammix_inpaint_scenes(
+def dreammix_inpaint(
     backend: DenoiseBackend,
     images: torch.Tensor,
     masks: torch.Tensor,
@@ -300,9 +283,14 @@ def dreammix_inpaint_scenes(
     upscaler: Upscaler | None = None,
     check_interrupt: Callable[[], None] | None = None,
 ) -> torch.Tensor:
-    """The method on each scene of a batch (S, H, W, C), with one mask per scene or one for all; returns the
-    scenes' results in order, `settings.variations` each. Every scene gets its own crop and window; scenes whose
-    crops and windows share a size run together, one sampler call per stage, each with the noise it gets alone."""
+    """The whole method on each scene of a batch (S, H, W, C), with one mask (H, W) for all or one per scene
+    (S, H, W); returns the scenes' results in order, `settings.variations` each. Every scene gets its own crop and
+    window; scenes whose crops and windows share a size run together, one sampler call per stage, each with the
+    noise it gets alone.
+
+    `check_interrupt` is called between the pre-fill's passes and may raise to stop the run (the samplers check
+    for themselves through the backend).
+    """
     check_alignment(backend.spatial_factor)
     check_variations(settings.variations)
     masks = masks.unsqueeze(0) if masks.ndim == 2 else masks

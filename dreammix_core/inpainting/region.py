@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DreamMixInputError
-from ..masks import binarize, mask_bbox
+from ..masks import EMPTY_MASK, binarize, masked_box
 
 EXPAND = 1.15
 """Half-side of the initial square, relative to the larger half-extent of the mask's box."""
@@ -76,11 +76,7 @@ def validate_image_and_mask(image: torch.Tensor, mask: torch.Tensor) -> torch.Te
         )
     mask = binarize(mask)
     if not mask.any():
-        raise DreamMixInputError(
-            "The mask is empty: paint the area where the subject should go (values of 0.5 or more count as masked). "
-            "Load Image gives an empty mask when the image has no alpha channel: paint one in the mask editor or "
-            "use Load Image (as Mask)."
-        )
+        raise DreamMixInputError(EMPTY_MASK)
     if tuple(mask.shape[-2:]) != tuple(image.shape[1:3]):
         raise DreamMixInputError(
             f"The mask is {mask.shape[-1]}x{mask.shape[-2]} but the image is "
@@ -128,10 +124,7 @@ def compute_region(
         raise DreamMixInputError(f"working resolution {resolution} is below the size multiple {multiple}.")
     plane = mask.reshape(mask.shape[-2:])
     image_height, image_width = plane.shape
-    box = mask_bbox(plane)
-    if box is None:
-        raise DreamMixInputError("The mask is empty: paint the area where the subject should go.")
-    left, top, right, bottom = box
+    left, top, right, bottom = masked_box(plane)
 
     centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
     half = max(EXPAND * max(right - left, bottom - top) / 2, max(right - left, bottom - top) / 2 + min_margin)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from ..errors import DreamMixInputError
 
 RELEASED_CODE_LAMBDA = 1.0 / 3.0
-PAPER_LAMBDA = 0.7
 
 
 def switch_step(steps: int, lam: float) -> int:

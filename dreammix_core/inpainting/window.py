@@ -16,7 +16,7 @@ import math
 import torch
 
 from ..errors import DreamMixInputError
-from ..masks import mask_bbox
+from ..masks import masked_box
 from .region import SIZE_MULTIPLE, CropRegion, check_generated_size
 
 DEFAULT_MAX_AREA = 4.0
@@ -52,9 +52,7 @@ def gch_window(mask: torch.Tensor, working_area: int, max_area: float, margin: i
     budget = max_area * working_area
     if max_area == 0 or image_width * image_height <= budget:
         return None
-    box = mask_bbox(mask.reshape(mask.shape[-2:]))
-    if box is None:
-        raise DreamMixInputError("The mask is empty: paint the area where the subject should go.")
+    box = masked_box(mask.reshape(mask.shape[-2:]))
     left, top = max(box[0] - margin, 0), max(box[1] - margin, 0)
     right, bottom = min(box[2] + margin, image_width), min(box[3] + margin, image_height)
 

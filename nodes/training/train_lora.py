@@ -57,7 +57,8 @@ class DreamMixTrainSubjectLoRA(io.ComfyNode):
                 ),
                 io.Mask.Input(
                     "subject_masks",
-                    tooltip="One mask per photo, 1 on the subject, same sizes as the photos (e.g. from a "
+                    tooltip="One mask per photo (or one for all, if the photos share its size), 1 on the subject, "
+                    "same sizes as the photos (e.g. from a "
                     "segmentation node; LoadImage's alpha mask is inverted: 1 is transparent).",
                 ),
                 io.String.Input(

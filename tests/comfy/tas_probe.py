@@ -154,10 +154,12 @@ def measure(tas, module, clip) -> dict:
     reference = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))  # what CLIPTextEncode does
     tokens = clip.tokenize(PROMPT, return_word_ids=True)
     embedding, extras = decomposed[0]
-    slices = module.encoder_slices(tokens, embedding.shape[-1])
+    core = sys.modules[module.__name__.split(".nodes.")[0] + ".dreammix_core.attributes.tas"]
+    encoder = module.ComfyTokenEncoder(clip)
+    slices = core.encoder_slices(tokens, embedding.shape[-1])
     key = slices[0][0]
     content = torch.tensor(expected_content(clip, key, [t for chunk in tokens[key] for t in chunk]))
-    directions, attribute_pooled = module.attribute_directions(clip, ATTRIBUTES, TEMPLATE)
+    directions, attribute_pooled = core.attribute_directions(encoder, ATTRIBUTES, TEMPLATE)
 
     def max_cos(vectors: torch.Tensor, against: torch.Tensor) -> float:
         a = torch.nn.functional.normalize(vectors.double(), dim=-1)
@@ -180,7 +182,7 @@ def measure(tas, module, clip) -> dict:
     text = TEMPLATE.format(attributes=" ".join(ATTRIBUTES))
     text_tokens = clip.tokenize(text, return_word_ids=True)
     found_positions = {
-        key: module._attribute_positions(clip, key, text_tokens, ATTRIBUTES) for key in {key for key, _, _ in slices}
+        key: core.locate_attributes(encoder, key, text_tokens, ATTRIBUTES) for key in {key for key, _, _ in slices}
     }
     return {
         "encoders": sorted({key for key, _, _ in slices}),

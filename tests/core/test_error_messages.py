@@ -141,7 +141,9 @@ def test_region_settings_and_empty_mask() -> None:
     assert refusal(compute_region, mask, context_factor=1.5) == "context factor must be between 0 and 1, got 1.5."
     assert refusal(compute_region, mask, resolution=32) == "working resolution 32 is below the size multiple 64."
     assert refusal(compute_region, torch.zeros(1, 64, 64)) == (
-        "The mask is empty: paint the area where the subject should go."
+        "The mask is empty: paint the area where the subject should go (values of 0.5 or more count as masked). "
+        "Load Image gives an empty mask when the image has no alpha channel: paint one in the mask editor or use "
+        "Load Image (as Mask)."
     )
 
 

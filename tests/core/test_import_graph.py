@@ -43,14 +43,24 @@ def test_the_pack_is_layered_entry_nodes_core(graph) -> None:
     assert _illegal(graph, layers, PACK) == []
 
 
+CORE_LAYERS = (
+    grimp.Layer("evaluation", "training", independent=True),
+    grimp.Layer("attributes", "inpainting", independent=True),
+    grimp.Layer("masks", "families", "paths", "model_source", "model_cache", independent=True),
+    grimp.Layer("errors"),
+)
+"""The core's parts, top to bottom: the paper's parts over the shared rules over the error type."""
+
+
 def test_the_core_reads_like_the_paper_over_shared_rules(graph) -> None:
-    layers = (
-        grimp.Layer("evaluation", "training", independent=True),
-        grimp.Layer("attributes", "inpainting", independent=True),
-        grimp.Layer("masks", "paths", "model_source", "model_cache", independent=True),
-        "errors",
-    )
-    assert _illegal(graph, layers, f"{PACK}.dreammix_core") == []
+    assert _illegal(graph, CORE_LAYERS, f"{PACK}.dreammix_core") == []
+
+
+def test_every_core_module_sits_in_a_layer(graph) -> None:
+    """A module added to the core outside the layers would escape the contract above."""
+    core = f"{PACK}.dreammix_core"
+    parts = {m.removeprefix(core + ".").split(".")[0] for m in graph.modules if m.startswith(core + ".")}
+    assert parts == {name for layer in CORE_LAYERS for name in layer.module_tails}
 
 
 def test_the_core_imports_no_host(graph) -> None:

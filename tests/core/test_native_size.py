@@ -2,7 +2,7 @@
 
 import pytest
 
-from dreammix_core.inpainting.native_size import native_side
+from dreammix_core.families import native_side
 
 
 @pytest.mark.parametrize(

@@ -353,13 +353,11 @@ def test_scenes_whose_crops_share_a_size_run_in_one_call_per_stage_each_with_its
     """Two scenes with a mask each (the second mirrored: another place, the same crop size), 2 variations: one
     LCG call on both crops (4 items), one GCH call on both scenes' composites; 4 results, scene by scene, each
     exact outside its own mask + feather."""
-    from dreammix_core.inpainting.pipeline import dreammix_inpaint_scenes
-
     image, mask = scene()
     images = torch.cat([image, image.flip(2)])
     masks = torch.cat([mask, mask.flip(2)])
     backend = RecordingBackend()
-    out = dreammix_inpaint_scenes(backend, images, masks, InpaintSettings(steps=6, resolution=128, variations=2))
+    out = dreammix_inpaint(backend, images, masks, InpaintSettings(steps=6, resolution=128, variations=2))
     assert out.shape == (4, *image.shape[1:])
     local, harmonise = backend.stages
     assert (local.name, local.scenes, local.latent.shape[0], local.pixels.shape[0]) == ("local", 2, 4, 2)
@@ -370,24 +368,22 @@ def test_scenes_whose_crops_share_a_size_run_in_one_call_per_stage_each_with_its
     for index in range(4):
         outside = feather_mask(masks[index // 2 : index // 2 + 1], 32)[0] == 0
         assert torch.equal(out[index][outside], images[index // 2][outside])
-    one_mask = dreammix_inpaint_scenes(RecordingBackend(), images, mask, InpaintSettings(steps=6, resolution=128))
+    one_mask = dreammix_inpaint(RecordingBackend(), images, mask, InpaintSettings(steps=6, resolution=128))
     assert one_mask.shape[0] == 2
     with pytest.raises(DreamMixInputError, match=r"^2 scenes but 3 masks: give one mask for all, or one per scene\.$"):
-        dreammix_inpaint_scenes(RecordingBackend(), images, torch.cat([mask] * 3), InpaintSettings())
+        dreammix_inpaint(RecordingBackend(), images, torch.cat([mask] * 3), InpaintSettings())
 
 
 def test_scenes_of_other_crop_sizes_run_apart_and_come_back_in_order() -> None:
     """Scenes 0 and 2 share a crop size (192x128), scene 1 (a wide mask: a wide crop, 192x64) has its own: the first
     group's calls, then the second's; each result is its own scene's, exact outside its own mask."""
-    from dreammix_core.inpainting.pipeline import dreammix_inpaint_scenes
-
     image, mask = scene(256, 512)
     images = torch.cat([image, image.flip(1), image.flip(2)])
     wide = torch.zeros_like(mask)
     wide[:, 60:110, 10:500] = 1
     masks = torch.cat([mask, wide, mask.flip(2)])
     backend = RecordingBackend()
-    out = dreammix_inpaint_scenes(backend, images, masks, InpaintSettings(steps=6, resolution=128))
+    out = dreammix_inpaint(backend, images, masks, InpaintSettings(steps=6, resolution=128))
     assert [(stage.name, stage.scenes) for stage in backend.stages] == [
         ("local", 2), ("global", 2), ("local", 1), ("global", 1)
     ]  # fmt: skip
@@ -403,13 +399,11 @@ def test_scenes_of_other_crop_sizes_run_apart_and_come_back_in_order() -> None:
 def test_a_scene_grouped_with_another_gives_what_it_gives_alone(inpainting: bool) -> None:
     """Each scene of a group is noised as if it ran alone, so its variations equal the lone run's (up to batched
     rounding), and they still differ from each other."""
-    from dreammix_core.inpainting.pipeline import dreammix_inpaint_scenes
-
     image, mask = scene(128, 128)
     images = torch.cat([image, image.flip(2)])
     masks = torch.cat([mask, mask.flip(2)])
     settings = InpaintSettings(steps=4, resolution=64, seed=3, variations=2)
-    grouped = dreammix_inpaint_scenes(tiny_backend(inpainting), images, masks, settings)
+    grouped = dreammix_inpaint(tiny_backend(inpainting), images, masks, settings)
     for index in range(2):
         alone = dreammix_inpaint(
             tiny_backend(inpainting), images[index : index + 1], masks[index : index + 1], settings
@@ -468,12 +462,10 @@ def _windowed_scenes() -> tuple[torch.Tensor, torch.Tensor]:
 def test_scenes_of_one_crop_size_but_other_windows_run_apart_each_as_it_runs_alone() -> None:
     """Grouping is by (LCG working size, GCH window size): scenes 0 and 2 share both, scene 1 only the crop size, so
     two groups, one sampler call per stage each; every scene's result is exactly its lone run's."""
-    from dreammix_core.inpainting.pipeline import dreammix_inpaint_scenes
-
     images, masks = _windowed_scenes()
     settings = InpaintSettings(steps=6, resolution=64, seed=4, global_max_area=8.0)
     backend = EchoBackend()
-    out = dreammix_inpaint_scenes(backend, images, masks, settings)
+    out = dreammix_inpaint(backend, images, masks, settings)
     assert [(stage.name, stage.scenes, tuple(stage.pixels.shape[:3])) for stage in backend.stages] == [
         ("local", 2, (2, 64, 64)), ("global", 2, (2, 256, 128)), ("local", 1, (1, 64, 64)), ("global", 1, (1, 256, 320))
     ]  # fmt: skip
@@ -485,11 +477,9 @@ def test_scenes_of_one_crop_size_but_other_windows_run_apart_each_as_it_runs_alo
 
 def test_tiny_sdxl_scenes_of_one_crop_size_but_other_windows_give_their_lone_runs() -> None:
     """The same three scenes on a real model: each result is its lone run's (up to batched rounding)."""
-    from dreammix_core.inpainting.pipeline import dreammix_inpaint_scenes
-
     images, masks = _windowed_scenes()
     settings = InpaintSettings(steps=3, resolution=64, seed=4, global_max_area=8.0)
-    grouped = dreammix_inpaint_scenes(tiny_backend(), images, masks, settings)
+    grouped = dreammix_inpaint(tiny_backend(), images, masks, settings)
     for index in range(3):
         alone = dreammix_inpaint(tiny_backend(), images[index : index + 1], masks[index : index + 1], settings)
         torch.testing.assert_close(grouped[index : index + 1], alone, atol=1e-4, rtol=0)

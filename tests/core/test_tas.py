@@ -14,6 +14,7 @@ from dreammix_core.attributes.tas import (
     parse_attribute_list,
     prompt_positions,
     reject,
+    substitute_attributes,
 )
 from dreammix_core.errors import DreamMixInputError
 
@@ -148,3 +149,61 @@ def test_orthonormal_basis_by_hand() -> None:
     expected = "The attribute directions are all zero: the attribute words carry no embedding."
     with pytest.raises(DreamMixInputError, match="^" + re.escape(expected) + "$"):
         orthonormal_basis(torch.zeros(2, 3))
+
+
+class ToySdxlEncoder:
+    """A TokenEncoder with SDXL's two encoders: word-level tokens with word ids (start, end and padding have 0)
+    for keys "l" and "g", embeddings side by side, CLIP-L's 768 wide first, each token's vector its word's row of a
+    random table plus a share of the sequence mean (so tokens depend on their context), and a pooled vector."""
+
+    WIDTHS = {"l": 768, "g": 1280}
+
+    def __init__(self) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.tables = {key: torch.randn(64, width, generator=generator) for key, width in self.WIDTHS.items()}
+        self.vocab: dict[str, int] = {}
+
+    def tokenize(self, text: str) -> dict:
+        ids = [self.vocab.setdefault(word, len(self.vocab) + 2) for word in text.split()]
+        chunk = [(0, 1.0, 0), *((token, 1.0, i + 1) for i, token in enumerate(ids)), (1, 1.0, 0)]
+        chunk += [(1, 1.0, 0)] * (12 - len(chunk))
+        return {"g": [chunk], "l": [list(chunk)]}
+
+    def encode(self, tokens: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = []
+        for key in ("l", "g"):
+            rows = self.tables[key][[token for token, _, _ in tokens[key][0]]]
+            parts.append(rows + 0.3 * rows.mean(dim=0))
+        embedding = torch.cat(parts, dim=-1)[None]
+        return embedding, embedding[:, :, 768:].mean(dim=1)
+
+    def encode_scheduled(self, tokens: dict) -> list:
+        embedding, pooled = self.encode(tokens)
+        return [[embedding, {"pooled_output": pooled}]]
+
+
+def test_substitution_on_a_two_encoder_model_by_hand() -> None:
+    """The whole step on SDXL's layout: each content token's CLIP-L part (dims 0-767) and bigG part (768-2047)
+    loses its projection on the span of the attribute words' vectors in that part, computed here by least squares;
+    start, end and padding stay; the pooled vector loses its projection on the attribute text's pooled vector."""
+    encoder = ToySdxlEncoder()
+    prompt, attributes = "a photo of a red sks backpack", ["light blue", "nylon"]
+    decomposed, plain = substitute_attributes(encoder, prompt, attributes, "a photo of a sks {attributes}", 1.0)
+    embedding, pooled = encoder.encode(encoder.tokenize(prompt))
+    assert torch.equal(plain[0][0], embedding) and torch.equal(plain[0][1]["pooled_output"], pooled)
+
+    text, _ = encoder.encode(encoder.tokenize("a photo of a sks light blue nylon"))
+    attribute_rows = text[0, 6:9].double()  # after start + 5 words: light, blue, nylon
+    expected = embedding[0].double().clone()
+    for begin, end in ((0, 768), (768, 2048)):
+        span = attribute_rows[:, begin:end].T  # (width, 3)
+        content = expected[1:8, begin:end].T  # the prompt's 7 words
+        coefficients = torch.linalg.lstsq(span, content).solution
+        expected[1:8, begin:end] = (content - span @ coefficients).T
+    torch.testing.assert_close(decomposed[0][0][0].double(), expected, atol=1e-4, rtol=0)
+    assert torch.equal(decomposed[0][0][0, [0, *range(8, 12)]], embedding[0, [0, *range(8, 12)]])
+
+    _, attribute_pooled = encoder.encode(encoder.tokenize("a photo of a sks light blue nylon"))
+    direction = attribute_pooled[0].double() / attribute_pooled[0].double().norm()
+    expected_pooled = pooled[0].double() - (pooled[0].double() @ direction) * direction
+    torch.testing.assert_close(decomposed[0][1]["pooled_output"][0].double(), expected_pooled, atol=1e-4, rtol=0)
