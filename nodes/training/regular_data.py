@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 import comfy.model_management
 import comfy.sample
@@ -129,23 +130,7 @@ class DreamMixRegularData(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls,
-        model,
-        clip,
-        vae,
-        regular_prompts,
-        images_per_prompt,
-        dataset_folder,
-        resolution,
-        steps,
-        cfg,
-        sampler_name,
-        scheduler,
-        seed,
-        background_suffix,
-        negative_prompt,
-        mask_threshold,
-        batch_size=1,
+        cls, model, clip, vae, regular_prompts, images_per_prompt, dataset_folder, resolution, **sampling
     ) -> io.NodeOutput:
         prompts = [line.strip() for line in regular_prompts.splitlines() if line.strip()]
         if not prompts:
@@ -154,61 +139,85 @@ class DreamMixRegularData(io.ComfyNode):
         if clip is None:
             raise DreamMixInputError("No CLIP is connected: regular images need the base model's text encoder.")
         check_model_inputs(model, vae, {})
-        side = resolution or native_resolution(model)
-        cell = spatial_factor(vae)
         root = dataset_root(dataset_folder)
         todo = missing_images(root, prompts, images_per_prompt)
         LOG.info("DreamMix regular data: %d images to generate, the rest reused, in %s", len(todo), root)
-        progress = comfy.utils.ProgressBar(max(len(todo), 1))
-        conds = {}
-        negative = clip.encode_from_tokens_scheduled(clip.tokenize(negative_prompt))
-        done = 0
-        for batch in batches(todo, batch_size):
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            prompt = batch[0][0]
-            if prompt not in conds:
-                conds[prompt] = clip.encode_from_tokens_scheduled(clip.tokenize(prompt + background_suffix))
-            seeds = [image_seed(seed, prompt, i) for _, _, i in batch]
-            latent = torch.zeros(len(batch), vae.latent_channels, side // cell, side // cell)
-            noise = torch.cat([comfy.sample.prepare_noise(latent[:1], seed_i) for seed_i in seeds])
-            callback = latent_preview.prepare_callback(model, steps)
-            samples = comfy.sample.sample(
-                model,
-                noise,
-                steps,
-                cfg,
-                sampler_name,
-                scheduler,
-                conds[prompt],
-                negative,
-                latent,
-                callback=callback,
-                disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
-                seed=seeds[0],
-            )
-            decoded = vae.decode(samples).float()
-            for image, (_, folder, i) in zip(decoded.reshape((-1,) + tuple(decoded.shape[-3:])), batch):
-                save_pair(folder, i, image, background_difference_mask(image, mask_threshold))
-            done += len(batch)
-            progress.update_absolute(done)
-        images, masks = [], []
-        for prompt in prompts:
-            folder = prompt_folder(root, prompt)
-            for i in range(images_per_prompt):
-                pair = load_pair(*image_paths(folder, i))
-                if pair is not None:
-                    images.append(pair[0])
-                    masks.append(pair[1])
-        if not images:
-            raise DreamMixInputError(
-                f"Every image in {root} is unreadable: delete the damaged files to regenerate them."
-            )
-        sizes = {tuple(image.shape) for image in images}
-        if len(sizes) > 1:  # folders made at another resolution: preview at the first size
-            h, w = images[0].shape[:2]
-            images = [
-                comfy.utils.common_upscale(x.movedim(-1, 0)[None], w, h, "bilinear", "center")[0].movedim(0, -1)
-                for x in images
-            ]
-            masks = [comfy.utils.common_upscale(m[None, None], w, h, "bilinear", "center")[0, 0] for m in masks]
-        return io.NodeOutput(root, torch.stack(images), torch.stack(masks))
+        _generate(model, clip, vae, todo, resolution or native_resolution(model), _Sampling(**sampling))
+        return io.NodeOutput(root, *_stored_images(root, prompts, images_per_prompt))
+
+
+@dataclass(frozen=True)
+class _Sampling:
+    """The node's inputs that say how regular images are sampled and masked."""
+
+    steps: int
+    cfg: float
+    sampler_name: str
+    scheduler: str
+    seed: int
+    background_suffix: str
+    negative_prompt: str
+    mask_threshold: float
+    batch_size: int = 1  # absent from workflows saved before the input existed
+
+
+def _generate(model, clip, vae, todo: list, side: int, options: _Sampling) -> None:
+    """Samples the missing images (prompt, folder, index) of `todo`, batch by batch, and saves each with its
+    background-difference mask."""
+    cell = spatial_factor(vae)
+    progress = comfy.utils.ProgressBar(max(len(todo), 1))
+    conds = {}
+    negative = clip.encode_from_tokens_scheduled(clip.tokenize(options.negative_prompt))
+    done = 0
+    for batch in batches(todo, options.batch_size):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        prompt = batch[0][0]
+        if prompt not in conds:
+            conds[prompt] = clip.encode_from_tokens_scheduled(clip.tokenize(prompt + options.background_suffix))
+        seeds = [image_seed(options.seed, prompt, i) for _, _, i in batch]
+        latent = torch.zeros(len(batch), vae.latent_channels, side // cell, side // cell)
+        noise = torch.cat([comfy.sample.prepare_noise(latent[:1], seed_i) for seed_i in seeds])
+        callback = latent_preview.prepare_callback(model, options.steps)
+        samples = comfy.sample.sample(
+            model,
+            noise,
+            options.steps,
+            options.cfg,
+            options.sampler_name,
+            options.scheduler,
+            conds[prompt],
+            negative,
+            latent,
+            callback=callback,
+            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+            seed=seeds[0],
+        )
+        decoded = vae.decode(samples).float()
+        for image, (_, folder, i) in zip(decoded.reshape((-1,) + tuple(decoded.shape[-3:])), batch):
+            save_pair(folder, i, image, background_difference_mask(image, options.mask_threshold))
+        done += len(batch)
+        progress.update_absolute(done)
+
+
+def _stored_images(root: str, prompts: list[str], images_per_prompt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, masks) of the dataset's images of `prompts`, as batches: resized to the first one's size where
+    folders were made at another resolution."""
+    images, masks = [], []
+    for prompt in prompts:
+        folder = prompt_folder(root, prompt)
+        for i in range(images_per_prompt):
+            pair = load_pair(*image_paths(folder, i))
+            if pair is not None:
+                images.append(pair[0])
+                masks.append(pair[1])
+    if not images:
+        raise DreamMixInputError(f"Every image in {root} is unreadable: delete the damaged files to regenerate them.")
+    sizes = {tuple(image.shape) for image in images}
+    if len(sizes) > 1:  # folders made at another resolution: preview at the first size
+        h, w = images[0].shape[:2]
+        images = [
+            comfy.utils.common_upscale(x.movedim(-1, 0)[None], w, h, "bilinear", "center")[0].movedim(0, -1)
+            for x in images
+        ]
+        masks = [comfy.utils.common_upscale(m[None, None], w, h, "bilinear", "center")[0, 0] for m in masks]
+    return torch.stack(images), torch.stack(masks)

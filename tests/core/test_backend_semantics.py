@@ -5,12 +5,12 @@ half, `COND_EPS` for the positive half), so the Euler step, the guidance, the bl
 region and the inpainting model's extra channels can be checked against small independent formulas.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 import pytest
 import torch
-from tiny_models import prompt, tiny_scheduler, tiny_vae
+from tiny_models import prompt, tiny_scheduler, tiny_sd_pipeline, tiny_vae
 
 from dreammix_core.inpainting.diffusers_backend import DiffusersBackend
 from dreammix_core.inpainting.pipeline import Stage
@@ -137,3 +137,52 @@ def test_inpainting_model_gets_the_mask_and_the_grey_masked_image() -> None:
         for half in sample.chunk(2):
             assert torch.equal(half[:, 4:5], latent_mask(st.mask))
             assert torch.allclose(half[:, 5:], encoded, atol=1e-5)
+
+
+def test_every_input_reaches_the_unet_on_its_device_in_its_dtype() -> None:
+    """A UNet held on another device in half precision: the latent, the prompt tokens, the pooled vectors and the
+    size conditioning all reach it there, in its dtype (as StableDiffusionXLPipeline passes them: its time ids in
+    the prompt's dtype)."""
+    unet = SpyUNet(4, dtype=torch.float16, device=torch.device("meta"))
+    dm = DiffusersBackend(unet, tiny_vae(), tiny_scheduler(), prompt(0), prompt(1), GUIDANCE)
+    dm.denoise(stage("global", 4, 6))
+    assert len(unet.calls) == 2
+    for call in unet.calls:
+        for name in ("sample", "tokens", "text_embeds", "time_ids"):
+            assert (call[name].device, call[name].dtype) == (torch.device("meta"), torch.float16), name
+
+
+def test_a_float64_mask_gives_the_float32_masks_result() -> None:
+    """A stage mask in float64 (torch.from_numpy of a NumPy mask) gives exactly the float32 mask's result, dtype
+    included."""
+    st = stage("global", 3, 6)
+    as_float32 = backend()[0].denoise(st)
+    as_float64 = backend()[0].denoise(replace(st, mask=st.mask.to(torch.float64)))
+    torch.testing.assert_close(as_float64.latent, as_float32.latent, rtol=0, atol=0)
+    torch.testing.assert_close(as_float64.denoised, as_float32.denoised, rtol=0, atol=0)
+
+
+def test_the_default_guidance_is_the_released_codes_4() -> None:
+    """Without a guidance scale, one step gives x0 = x − sigma·4·(cond − uncond) inside the mask (the released
+    DreamMix code's guidance 4)."""
+    unet = SpyUNet(4)
+    dm = DiffusersBackend(unet, tiny_vae(), tiny_scheduler(), prompt(0), prompt(1))
+    st = stage("global", 5, 6)
+    result = dm.denoise(st)
+    sigma = sigmas(6)[5].item()
+    x = unet.calls[0]["sample"][1:2] * (sigma**2 + 1) ** 0.5
+    keep = latent_mask(st.mask).expand_as(x).bool()
+    assert torch.allclose(result.denoised[keep], (x - sigma * 4.0 * COND_EPS)[keep], atol=1e-4)
+
+
+def test_from_pipeline_defaults_to_an_empty_negative_prompt_and_guidance_4() -> None:
+    """The README's `from_pipeline(pipe, prompt)`: the negative is the pipeline's own encoding of "" (diffusers'
+    encode_prompt called here), the guidance the released code's 4."""
+    pipe = tiny_sd_pipeline()
+    dm = DiffusersBackend.from_pipeline(pipe, "a photo of a red backpack")
+    with torch.no_grad():
+        empty = pipe.encode_prompt("", "cpu", 1, False)[0]
+        positive = pipe.encode_prompt("a photo of a red backpack", "cpu", 1, False)[0]
+    assert torch.equal(dm.negative.tokens, empty) and dm.negative.pooled is None
+    assert torch.equal(dm.positive.tokens, positive) and not torch.equal(positive, empty)
+    assert dm.guidance_scale == 4.0

@@ -3,7 +3,9 @@ Euler scheduler, checked against the flow equations written out here."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import inspect
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +15,14 @@ from tiny_models import tiny_vae
 
 from dreammix_core import InpaintSettings, Stage, dreammix_inpaint
 from dreammix_core.inpainting.blend import feather_mask
-from dreammix_core.inpainting.diffusers_flux_backend import FluxDiffusersBackend, FluxPrompt, pack, shift_mu, unpack
+from dreammix_core.inpainting.diffusers_flux_backend import (
+    FluxDiffusersBackend,
+    FluxPrompt,
+    image_ids,
+    pack,
+    shift_mu,
+    unpack,
+)
 
 
 def tiny_flux(guidance: bool = True) -> FluxTransformer2DModel:
@@ -125,7 +134,9 @@ def test_guidance_reaches_a_guidance_distilled_model() -> None:
 def test_a_noise_prediction_scheduler_is_refused() -> None:
     from diffusers import EulerDiscreteScheduler
 
-    with pytest.raises(TypeError, match="not a flow-matching scheduler"):
+    with pytest.raises(
+        TypeError, match=r"^EulerDiscreteScheduler is not a flow-matching scheduler: use FlowMatchEulerDiscrete\.$"
+    ):
         FluxDiffusersBackend(tiny_flux(), tiny_vae(), EulerDiscreteScheduler(), flux_prompt(0))
 
 
@@ -149,6 +160,104 @@ def test_velocity_is_the_transformer_called_as_flux_pipeline_calls_it() -> None:
         ).sample
         velocity = flux._velocity(x, sigma, flux.positive)
     torch.testing.assert_close(velocity, FluxPipeline._unpack_latents(reference, 48, 80, 8))
+
+
+def flux_pipeline_velocity(flux: FluxDiffusersBackend, x: torch.Tensor, sigma: torch.Tensor, guidance) -> torch.Tensor:
+    """The transformer called on an even-sided latent x with FluxPipeline's own packing, image ids and unpacking."""
+    from diffusers import FluxPipeline
+
+    b, c, h, w = x.shape
+    with torch.no_grad():
+        out = flux.transformer(
+            hidden_states=FluxPipeline._pack_latents(x, b, c, h, w),
+            encoder_hidden_states=flux.positive.tokens,
+            pooled_projections=flux.positive.pooled,
+            timestep=sigma.expand(b),
+            img_ids=FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, "cpu", torch.float32),
+            txt_ids=torch.zeros(flux.positive.tokens.shape[1], 3),
+            guidance=guidance,
+        ).sample
+    return FluxPipeline._unpack_latents(out, h * 8, w * 8, 8)
+
+
+def test_an_odd_latent_side_is_padded_by_repeating_its_last_row_and_column() -> None:
+    """A 7x9 latent: the transformer sees it with its last row, then its last column, repeated (8x10, as ComfyUI
+    pads to the patch size), and the velocity is the 7x9 top-left of what it gives."""
+    flux = backend(guidance=4.5)
+    x = torch.randn(1, 4, 7, 9, generator=torch.Generator().manual_seed(9))
+    padded = torch.cat([x, x[:, :, -1:]], dim=2)
+    padded = torch.cat([padded, padded[..., -1:]], dim=3)
+    sigma = torch.tensor(0.6)
+    with torch.no_grad():
+        velocity = flux._velocity(x, sigma, flux.positive)
+    reference = flux_pipeline_velocity(flux, padded, sigma, torch.tensor([4.5]))[..., :7, :9]
+    torch.testing.assert_close(velocity, reference)
+
+
+def test_the_default_guidance_is_flux_pipelines() -> None:
+    """A backend made without a guidance gives the model FluxPipeline's default guidance_scale (3.5)."""
+    from diffusers import FluxPipeline
+
+    default = inspect.signature(FluxPipeline.__call__).parameters["guidance_scale"].default
+    flux = backend()
+    x = torch.randn(1, 4, 6, 10, generator=torch.Generator().manual_seed(8))
+    sigma = torch.tensor(0.7)
+    with torch.no_grad():
+        velocity = flux._velocity(x, sigma, flux.positive)
+    torch.testing.assert_close(velocity, flux_pipeline_velocity(flux, x, sigma, torch.tensor([default])))
+
+
+def test_a_model_without_guidance_embedding_is_called_without_guidance() -> None:
+    """A transformer that is not guidance-distilled (FLUX.1 [schnell]-style) gets guidance None, as FluxPipeline
+    passes it."""
+    scheduler = FlowMatchEulerDiscreteScheduler()
+    flux = FluxDiffusersBackend(tiny_flux(guidance=False), tiny_vae(), scheduler, flux_prompt(0))
+    x = torch.randn(1, 4, 6, 10, generator=torch.Generator().manual_seed(8))
+    sigma = torch.tensor(0.7)
+    with torch.no_grad():
+        velocity = flux._velocity(x, sigma, flux.positive)
+    torch.testing.assert_close(velocity, flux_pipeline_velocity(flux, x, sigma, None))
+
+
+@pytest.mark.parametrize(("height", "width"), [(6, 10), (4, 4), (8, 2)])
+def test_image_ids_are_flux_pipelines(height: int, width: int) -> None:
+    """FluxPipeline's _prepare_latent_image_ids for the packed (height/2, width/2) grid, float ids included."""
+    from diffusers import FluxPipeline
+
+    expected = FluxPipeline._prepare_latent_image_ids(1, height // 2, width // 2, "cpu", torch.float32)
+    torch.testing.assert_close(image_ids(height, width), expected, rtol=0, atol=0)
+
+
+@dataclass
+class SpyTransformer:
+    """Stands in for a FLUX transformer held on another device in half precision: records what it is called with
+    and predicts a zero velocity in its own dtype."""
+
+    calls: list[dict] = field(default_factory=list)
+    device: torch.device = torch.device("meta")
+    dtype: torch.dtype = torch.float16
+    config: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(guidance_embeds=True))
+
+    def __call__(self, **inputs) -> SimpleNamespace:
+        self.calls.append(inputs)
+        return SimpleNamespace(sample=torch.zeros(inputs["hidden_states"].shape, dtype=self.dtype))
+
+
+def test_the_transformer_gets_every_input_on_its_device_and_the_velocity_comes_back_fp32_on_the_cpu() -> None:
+    """As FluxPipeline feeds it: latent tokens, prompt, pooled vector and timestep on the model's device in its
+    dtype; the ids and the guidance (float32, FluxPipeline's) on its device. The velocity comes back float32 on the
+    CPU, where the sampler works."""
+    spy = SpyTransformer()
+    flux = FluxDiffusersBackend(spy, tiny_vae(), FlowMatchEulerDiscreteScheduler(), flux_prompt(0))
+    x = torch.randn(1, 4, 6, 10, generator=torch.Generator().manual_seed(8))
+    velocity = flux._velocity(x, torch.tensor(0.7), flux.positive)
+    (call,) = spy.calls
+    for name in ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep"):
+        assert (call[name].device, call[name].dtype) == (torch.device("meta"), torch.float16), name
+    for name in ("img_ids", "txt_ids", "guidance"):
+        assert call[name].device == torch.device("meta"), name
+    assert call["guidance"].dtype == torch.float32
+    assert (velocity.device, velocity.dtype, velocity.shape) == (torch.device("cpu"), torch.float32, x.shape)
 
 
 def test_variations_on_flux_are_one_batch_whose_first_is_the_single_run() -> None:

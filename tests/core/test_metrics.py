@@ -496,3 +496,167 @@ def test_the_model_cache_keeps_the_four_last_used_and_keys_by_dtype(folders, mon
     assert metrics.cached_metric_model("clip", clip, dtype=torch.float64) is loaded[1]  # reused, now the latest
     dino = metrics.cached_metric_model("dino", str(folders[1]))
     assert list(metrics._CACHE.values()) == [loaded[2], loaded[3], loaded[1], dino]  # the least recent one went
+
+
+@pytest.mark.parametrize(
+    ("version", "options"),
+    [("4.57.1", {"use_fast": False}), ("5.0.0", {"backend": "pil"}), ("5.25.0", {"backend": "pil"})],
+)
+def test_the_pil_image_processor_is_asked_for_in_each_majors_way(monkeypatch, version, options) -> None:
+    """transformers 4 picks the PIL ('slow') processor with use_fast=False, transformers 5 with backend='pil'."""
+    from types import SimpleNamespace
+
+    asked = []
+    fake = SimpleNamespace(from_pretrained=lambda folder, **kwargs: asked.append((folder, kwargs)) or "processor")
+    monkeypatch.setattr(metrics.transformers, "__version__", version)
+    monkeypatch.setattr(metrics.transformers, "AutoImageProcessor", fake)
+    assert metrics._pil_image_processor("/models/clip") == "processor"
+    assert asked == [("/models/clip", options)]
+
+
+def test_load_metric_model_falls_back_to_the_default_and_passes_allow_download(monkeypatch) -> None:
+    """No source: the kind's default id is looked up, under the caller's allow_download."""
+    seen = []
+
+    def lookup(source, what, example, allow_download):
+        seen.append((source, what, example, allow_download))
+        raise DreamMixInputError("stop")
+
+    monkeypatch.setattr(metrics, "local_model_folder", lookup)
+    for kind, allow in (("clip", True), ("dino", False)):
+        with pytest.raises(DreamMixInputError, match="^stop$"):
+            metrics.load_metric_model(kind, None, allow_download=allow)
+    assert seen == [
+        ("openai/clip-vit-large-patch14", "CLIP model", "openai/clip-vit-large-patch14", True),
+        ("facebook/dino-vits16", "DINO model", "facebook/dino-vits16", False),
+    ]
+
+
+def test_load_metric_model_says_what_it_loaded_and_where(folders) -> None:
+    """Kind and source are kept; the model is on the CPU unless a device is given (meta: moved, no memory)."""
+    for kind, folder in zip(("clip", "dino"), folders):
+        loaded = metrics.load_metric_model(kind, str(folder))
+        assert (loaded.kind, loaded.source) == (kind, str(folder))
+        assert {p.device.type for p in loaded.model.parameters()} == {"cpu"}
+    on_meta = metrics.load_metric_model("dino", str(folders[1]), device="meta")
+    assert {p.device.type for p in on_meta.model.parameters()} == {"meta"}
+
+
+def test_cached_metric_model_keys_by_device_defaults_and_passes_allow_download(monkeypatch) -> None:
+    """No source and the default id are one entry; another device is another; device and allow_download (off
+    unless asked) reach the loader."""
+    monkeypatch.setattr(metrics, "_CACHE", ModelCache(size=4))
+    loads = []
+
+    def load(kind, source, *, device, dtype, allow_download):
+        loads.append((kind, source, str(device), allow_download))
+        return object()
+
+    monkeypatch.setattr(metrics, "load_metric_model", load)
+    first = metrics.cached_metric_model("clip")
+    assert metrics.cached_metric_model("clip", "openai/clip-vit-large-patch14") is first
+    assert metrics.cached_metric_model("clip", device="meta") is not first
+    metrics.cached_metric_model("dino", allow_download=True)
+    assert loads == [
+        ("clip", "openai/clip-vit-large-patch14", "cpu", False),
+        ("clip", "openai/clip-vit-large-patch14", "meta", False),
+        ("dino", "facebook/dino-vits16", "cpu", True),
+    ]
+
+
+def test_a_config_without_both_towers_is_not_clip(tmp_path) -> None:
+    """SAM has a vision config but no text config: refused as CLIP before anything else is loaded."""
+    import transformers
+
+    transformers.SamConfig().save_pretrained(tmp_path)
+    says = (
+        f"'{tmp_path}' is a sam model, not a CLIP model with image and text towers "
+        "(e.g. 'openai/clip-vit-large-patch14')."
+    )
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(says) + "$"):
+        metrics.load_metric_model("clip", str(tmp_path))
+
+
+def test_a_dinov2_model_loads_as_dino_and_embeds_its_class_token(tmp_path) -> None:
+    """DINOv2 has no pooling-layer option (only ViT's DINO gets add_pooling_layer=False); its embedding is token 0
+    of the last hidden state, recomputed with transformers alone."""
+    import transformers
+
+    config = transformers.Dinov2Config(
+        image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
+    )
+    torch.manual_seed(0)
+    transformers.Dinov2Model(config).save_pretrained(tmp_path)
+    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    dino = metrics.load_metric_model("dino", str(tmp_path))
+    image = noise(40, 30, 12)
+    pixels = ViTImageProcessorPil.from_pretrained(str(tmp_path))(images=[image], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        hidden = transformers.Dinov2Model.from_pretrained(str(tmp_path))(pixels).last_hidden_state
+    assert torch.allclose(image_embeddings(dino, [image]), hidden[:, 0], atol=1e-5)
+
+
+def test_unloadable_weights_name_the_model_and_the_error(folders, tmp_path) -> None:
+    """A DINO folder whose weight file is missing: the error says which model and where, then transformers' error."""
+    import shutil
+
+    folder = tmp_path / "dino"
+    shutil.copytree(folders[1], folder)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(DreamMixInputError) as error:
+        metrics.load_metric_model("dino", str(folder))
+    assert re.fullmatch(re.escape(f"Could not load the DINO model from '{folder}': ") + r".+", str(error.value), re.S)
+
+
+def test_masks_as_rgb_images_and_as_tensors_in_a_graph_give_the_box() -> None:
+    """A mask saved as an RGB picture counts its white pixels; a tensor that requires grad is read as it is."""
+    mask = box_mask(40, 30, (5, 7, 25, 20))
+    rgb = Image.fromarray((mask * 255).astype(np.uint8)).convert("RGB")
+    assert subject_box(rgb) == (5, 7, 25, 20)
+    assert subject_box(torch.from_numpy(mask).requires_grad_()) == (5, 7, 25, 20)
+
+
+def test_the_subject_crop_is_rgb() -> None:
+    image = Image.new("RGBA", (20, 10), (10, 20, 30, 40))
+    crop = subject_crop(image, box_mask(20, 10, (2, 3, 8, 9)))
+    assert crop.mode == "RGB" and crop.size == (6, 6) and crop.getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_features_given_as_a_tensor_are_used_as_they_are() -> None:
+    """transformers 4 returns the projected features as a tensor: taken as is."""
+    features = torch.randn(2, 16)
+    assert metrics._features(features) is features
+
+
+def test_grey_images_embed_as_their_rgb_and_a_float64_model_as_float32(models, folders) -> None:
+    """A greyscale photo is embedded as its RGB conversion (the ViT processor expects three channels), and a model
+    loaded in float64 gets float64 pixels and gives the float32 model's embedding."""
+    _, dino = models
+    grey = Image.linear_gradient("L").resize((40, 30))
+    torch.testing.assert_close(image_embeddings(dino, [grey]), image_embeddings(dino, [grey.convert("RGB")]))
+    wide = metrics.load_metric_model("dino", str(folders[1]), dtype=torch.float64)
+    image = noise(40, 30, 13)
+    torch.testing.assert_close(image_embeddings(wide, [image]), image_embeddings(dino, [image]), atol=1e-5, rtol=1e-5)
+
+
+def test_a_prompt_with_the_identifier_needs_the_class_word(models) -> None:
+    """clip_t and score without a class word refuse a prompt with 'sks' (the class word has no default)."""
+    clip, _ = models
+    image = noise(32, 32, 14)
+    says = (
+        "The prompt 'a sks dog' contains the identifier 'sks': give the class word ('dog', 'backpack') that replaces "
+        "it for CLIP-T."
+    )
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(says) + "$"):
+        clip_t(clip, image, "a sks dog")
+    with pytest.raises(DreamMixInputError, match="^" + re.escape(says) + "$"):
+        score(image, box_mask(32, 32, (4, 4, 20, 20)), [], "a sks dog", clip=clip)
+
+
+def test_clip_alone_scores_clip_i_against_the_references(models) -> None:
+    clip, _ = models
+    scene, box = noise(64, 48, 15), (8, 8, 40, 40)
+    references = [noise(30, 30, 16)]
+    result = score(scene, box_mask(64, 48, box), references, "a dog", clip=clip)
+    assert result.clip_i == pytest.approx(identity_similarity(clip, scene.crop(box), references), abs=1e-6)
+    assert result.dino is None

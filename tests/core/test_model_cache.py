@@ -37,3 +37,11 @@ def test_a_failed_load_leaves_nothing() -> None:
     with pytest.raises(OSError):
         cache.get("broken", broken)
     assert cache.values() == [kept]
+
+
+def test_the_default_cache_keeps_four() -> None:
+    """Without a size the cache holds four entries: a fifth drops the least recently used."""
+    cache: ModelCache[str] = ModelCache()
+    for key in "abcde":
+        cache.get(key, lambda key=key: key)
+    assert cache.values() == ["b", "c", "d", "e"]

@@ -596,3 +596,199 @@ def test_fingerprint_follows_what_decides_the_result() -> None:
         fingerprint(base, images="abc"),
     ]
     assert run not in others and len(set(others)) == len(others)
+
+
+def test_fingerprint_hashes_extras_json_cannot_encode_by_their_text() -> None:
+    """An extra JSON has no encoding for (a dtype) is hashed as its str: no TypeError, and another dtype, another id."""
+    from dreammix_core.training.loop import fingerprint
+
+    base = LoopSettings(steps=10)
+    half = fingerprint(base, dtype=torch.float16)
+    assert half == fingerprint(base, dtype="torch.float16")
+    assert half != fingerprint(base, dtype=torch.float32)
+
+
+def test_tensor_digest_is_sha256_of_the_shapes_and_float32_values() -> None:
+    """Recomputed with hashlib: each tensor's shape tuple as text, then its float32 bytes; the first 16 hex digits.
+    The same values in another shape give another digest."""
+    import hashlib
+
+    from dreammix_core.training.loop import tensor_digest
+
+    a, b = torch.arange(6, dtype=torch.float64).reshape(2, 3), torch.ones(1, dtype=torch.int64)
+    expected = hashlib.sha256()
+    for shape, values in (("(2, 3)", [0, 1, 2, 3, 4, 5]), ("(1,)", [1])):
+        expected.update(shape.encode())
+        expected.update(np.asarray(values, dtype=np.float32).tobytes())
+    assert tensor_digest([a], [b]) == expected.hexdigest()[:16]
+    assert tensor_digest([a.reshape(3, 2)], [b]) != tensor_digest([a], [b])
+
+
+def test_run_fingerprint_follows_the_side_the_copy_counts_and_the_masks() -> None:
+    """Each input of a subject-LoRA run is part of its identity: the same copies at another side, with other copy
+    counts, or with other masks over the same images, are another run."""
+    from dreammix_core.training.data import Copy
+    from dreammix_core.training.loop import run_fingerprint
+
+    image = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    copies = [Copy(image, box_mask(8, 8, 2, 2, 6, 6)[None], 0, False)]
+    other_masks = [Copy(image, box_mask(8, 8, 1, 2, 6, 6)[None], 0, False)]
+    recipe = {"rank": 4, "alpha": 4.0, "targets": "attention", "regular_probability": 0.0}
+
+    def run_id(copies=copies, side=8, copy_counts=(1, 0)) -> str:
+        return run_fingerprint(LoopSettings(), copies, ["a sks dog"], side, copy_counts=copy_counts, **recipe)
+
+    ids = [run_id(), run_id(side=16), run_id(copy_counts=(2, 0)), run_id(copies=other_masks)]
+    assert len(set(ids)) == 4 and run_id() == ids[0]
+
+
+def test_a_folder_without_checkpoints_has_no_latest(tmp_path) -> None:
+    """A folder holding only other files (and an empty one) has no latest checkpoint: None, not an error."""
+    from dreammix_core.training.loop import latest_checkpoint
+
+    assert latest_checkpoint(str(tmp_path)) is None
+    (tmp_path / "step_000002.state.tmp").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("x")
+    assert latest_checkpoint(str(tmp_path)) is None
+
+
+def test_a_checkpoint_loads_back_as_it_was_saved(tmp_path) -> None:
+    """Every part of the state comes back: parameters and optimizer entries whose names hold '/', optimizer
+    tensors per parameter index, and non-tensor optimizer entries (an optimizer keeping its step as an int; SGD's
+    momentum_buffer None, alone in its parameter's state)."""
+    from dreammix_core.training.loop import load_checkpoint, save_checkpoint
+
+    params = {"unet/down.lora_A": torch.arange(6.0).reshape(2, 3), "te.lora_B": torch.ones(3)}
+    groups = [{"lr": 0.1, "weight_decay": 0.5, "params": [0, 1]}]
+    optimizer = {
+        "state": {
+            0: {"step": 7, "exp_avg": torch.full((2, 3), 0.25), "ema/slow": torch.zeros(2, 3)},
+            1: {"step": 3, "exp_avg": torch.full((3,), -1.0), "note/kind": "sketch"},
+            2: {"momentum_buffer": None},
+        },
+        "param_groups": groups,
+    }
+    state = {"step": 12, "losses": [0.5, 0.25], "run_id": "abc", "params": params, "optimizer": optimizer}
+    loaded = load_checkpoint(save_checkpoint(str(tmp_path), state))
+    assert (loaded["step"], loaded["losses"], loaded["run_id"]) == (12, [0.5, 0.25], "abc")
+    assert loaded["params"].keys() == params.keys()
+    assert all(torch.equal(loaded["params"][name], value) for name, value in params.items())
+    assert loaded["optimizer"]["param_groups"] == groups
+    got = loaded["optimizer"]["state"]
+    assert got.keys() == {0, 1, 2}
+    for index, entry in optimizer["state"].items():
+        assert got[index].keys() == entry.keys(), index
+        for key, value in entry.items():
+            assert torch.equal(got[index][key], value) if torch.is_tensor(value) else got[index][key] == value
+
+
+def test_micro_step_randomness_depends_only_on_the_micro_step_index() -> None:
+    """Example, noise and timestep of the k-th micro-step are the same whether micro-steps are grouped two to an
+    optimizer step or one: they come from (seed, k) only."""
+
+    def draws(steps: int, accumulation: int) -> list[tuple]:
+        w = torch.nn.Parameter(torch.zeros(1, 2, 2, 2))
+        calls: list[tuple] = []
+
+        def predict(index: int, noise: torch.Tensor, timestep: int) -> tuple[torch.Tensor, torch.Tensor]:
+            calls.append((index, noise.clone(), timestep))
+            return w + index, noise
+
+        examples = [Example((2, 2, 2), torch.ones(1, 2, 2)) for _ in range(3)]
+        settings = LoopSettings(steps=steps, grad_accumulation=accumulation, seed=9, num_timesteps=1000)
+        train({"w": w}, examples, MixSampler(3, 0), predict, settings)
+        return calls
+
+    grouped, single = draws(3, 2), draws(6, 1)
+    assert [(i, t) for i, _, t in grouped] == [(i, t) for i, _, t in single]
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(grouped, single, strict=True))
+    assert len({t for _, _, t in single}) > 1
+
+
+def test_running_a_finished_run_again_writes_nothing(tmp_path) -> None:
+    """The finished state is saved once: a second run of the same recipe resumes at the end and leaves the
+    checkpoint file as it was (the same file, not a rewrite)."""
+    run_loop(tmp_path, 3, folder="done", every=0)
+    path = tmp_path / "done" / "step_000003.state"
+    before = path.stat()
+    run_loop(tmp_path, 3, folder="done", every=0)
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["step_000003.state"]
+
+
+def test_the_default_run_id_is_empty(tmp_path) -> None:
+    """A run trained without a run id stores the empty id, so it resumes under the empty id."""
+    from dreammix_core.training.loop import latest_checkpoint, load_checkpoint
+
+    model = TinyDenoiser()
+    settings = LoopSettings(steps=1, grad_accumulation=1, checkpoint_every=0)
+    examples = [Example((4, 8, 8), torch.ones(1, 8, 8))]
+    train(dict(model.named_parameters()), examples, MixSampler(1, 0), lambda i, n, t: (model.conv(n), n), settings,
+          checkpoint_folder=str(tmp_path))  # fmt: skip
+    assert load_checkpoint(latest_checkpoint(str(tmp_path)))["run_id"] == ""
+
+
+def test_recomputed_blocks_raise_no_warning() -> None:
+    """Recomputation names torch's reentrant checkpoint explicitly, so torch warns about nothing."""
+    import warnings
+
+    block = torch.nn.Linear(4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with training_blocks([block], recompute=True):
+            block(torch.randn(2, 4)).sum().backward()
+    assert block.weight.grad is not None
+
+
+def test_moving_average_window_is_capped_at_twenty_by_default() -> None:
+    """Two hundred values 0..199: a fifth would be 40, the default cap 20, so the last mean is of 180..199."""
+    assert moving_average([float(v) for v in range(200)])[-1] == sum(range(180, 200)) / 20
+
+
+def test_loss_curve_scales_between_the_lowest_and_highest_loss() -> None:
+    """Losses 4, 3, 2 (lowest 2, not 0; range 2, not 1): the dark line runs from (20, 20) through (256, 128) to
+    (492, 236)."""
+    dark = (20, 60, 160)
+    image = loss_curve_image([4.0, 3.0, 2.0])
+    for x, y in ((20, 20), (256, 128), (492, 236)):
+        assert _near(image, x, y, dark), (x, y)
+    assert not _near(image, 256, 60, dark, reach=10) and not _near(image, 256, 200, dark, reach=10)
+
+
+def test_a_single_loss_is_a_round_dot_of_radius_two() -> None:
+    """One step: a filled dot centred at (20, 236) reaching two pixels left, right, up and down, and nothing else."""
+    image = np.asarray(loss_curve_image([0.3]))
+    drawn = np.argwhere((image[60:240] != 255).any(axis=-1)) + [60, 0]
+    assert {(int(y), int(x)) for y, x in drawn} >= {(236, 19), (236, 21), (235, 20), (237, 20), (236, 20)}
+    assert drawn[:, 0].min() >= 233 and drawn[:, 0].max() <= 239 and drawn[:, 1].min() >= 17
+    assert drawn[:, 1].max() <= 23
+
+
+def _text_rows(text: str, position: tuple[int, int], rows: slice, size=(512, 256)) -> np.ndarray:
+    """The rows `rows` of a white canvas with `text` drawn in black at `position` by PIL's default font."""
+    canvas = Image.new("RGB", size, "white")
+    ImageDraw.Draw(canvas).text(position, text, fill="black")
+    return np.asarray(canvas)[rows]
+
+
+def test_loss_curve_labels_say_max_min_steps_and_last_average() -> None:
+    """The top label is the highest loss at (4, 2), the bottom one the lowest, the step count and the last moving
+    average (of the last 20 of 200 steps by default, of the given `smooth`) at (4, height - 14)."""
+    losses = [float(v) for v in range(200)]
+    image = np.asarray(loss_curve_image(losses))
+    top, bottom = slice(0, 17), slice(240, 256)
+    assert np.array_equal(image[top], _text_rows("max 199.0000", (4, 2), top))
+    assert np.array_equal(image[bottom], _text_rows("min 0.0000   steps 200   last 189.5000", (4, 242), bottom))
+    tall = np.asarray(loss_curve_image([1.0, 3.0, 2.0, 4.0, 1.0, 3.0, 2.0, 4.0, 1.0, 5.0], height=300, smooth=1))
+    rows = slice(284, 300)  # smooth 1: the last average is the last loss, 5 (the default window 2 would give 3)
+    expected = _text_rows("min 1.0000   steps 10   last 5.0000", (4, 286), rows, size=(512, 300))
+    assert np.array_equal(tall[rows], expected)
+
+
+def test_an_empty_loss_curve_says_no_steps_trained() -> None:
+    """No losses: only 'no steps trained' in black at (10, height // 2) on white (127 for a height of 255)."""
+    image = np.asarray(loss_curve_image([], height=255))
+    canvas = Image.new("RGB", (512, 255), "white")
+    ImageDraw.Draw(canvas).text((10, 127), "no steps trained", fill="black")
+    assert np.array_equal(image, np.asarray(canvas))

@@ -236,3 +236,110 @@ def test_load_vlm_takes_the_dtype_asked_for(tmp_path):
 
     assert load_vlm(folder)[0].dtype == torch.float32  # as saved
     assert load_vlm(folder, dtype=torch.float64)[0].dtype == torch.float64
+
+
+class _RecordingProcessor:
+    """A chat processor that records what ask_vlm hands it and returns fixed token ids (with token_type_ids)."""
+
+    chat_template = "any"
+
+    def __init__(self) -> None:
+        self.calls: dict = {}
+
+    def apply_chat_template(self, messages, **options):
+        self.calls["messages"], self.calls["template_options"] = messages, options
+        return "PROMPT"
+
+    def __call__(self, images, text, return_tensors):
+        import torch
+        from transformers import BatchFeature
+
+        self.calls["images"], self.calls["text"] = images, text
+        ids = torch.tensor([[5, 6, 7]])
+        pixels = torch.zeros(1, 3, 2, 2)
+        return BatchFeature({"input_ids": ids, "attention_mask": ids * 0 + 1, "token_type_ids": ids * 0,
+                             "pixel_values": pixels})  # fmt: skip
+
+    def batch_decode(self, tokens, skip_special_tokens):
+        self.calls["decoded"], self.calls["skip_special_tokens"] = tokens.tolist(), skip_special_tokens
+        return ["  red, leather \n"]
+
+
+class _RecordingModel:
+    """A float64 model on the CPU whose generate records its arguments and appends two tokens."""
+
+    def __init__(self, takes_token_types: bool) -> None:
+        import torch
+
+        self.device, self.dtype, self.generated = torch.device("cpu"), torch.float64, {}
+        if takes_token_types:
+            self.forward = lambda input_ids, attention_mask=None, token_type_ids=None, pixel_values=None: None
+        else:
+            self.forward = lambda input_ids, attention_mask=None, pixel_values=None: None
+
+    def generate(self, **kwargs):
+        import torch
+
+        self.generated = kwargs
+        return torch.cat([kwargs["input_ids"], torch.tensor([[8, 9]])], dim=1)
+
+
+@pytest.mark.parametrize("takes_token_types", [False, True])
+def test_ask_vlm_asks_one_greedy_chat_question_about_the_rgb_image(takes_token_types):
+    """The question goes in one user turn after the image, through the chat template with the generation prompt;
+    the RGB image and that prompt go to the processor; pixels take the model's dtype; generation is greedy
+    (no sampling, one beam) with 48 new tokens by default; token_type_ids reach only a model whose forward takes
+    them; only the new tokens are decoded, without special tokens, and the answer is stripped."""
+    import torch
+
+    processor, model = _RecordingProcessor(), _RecordingModel(takes_token_types)
+    image = Image.new("RGBA", (8, 6), (200, 30, 30, 128))
+    assert ask_vlm(model, processor, image, "what colour?") == "red, leather"
+    content = [{"type": "image"}, {"type": "text", "text": "what colour?"}]
+    assert processor.calls["messages"] == [{"role": "user", "content": content}]
+    options = processor.calls["template_options"]
+    assert options["add_generation_prompt"] is True and not options.get("tokenize", False)  # rendered as text
+    assert processor.calls["text"] == ["PROMPT"] and [i.mode for i in processor.calls["images"]] == ["RGB"]
+    assert processor.calls["images"][0].getpixel((0, 0)) == (200, 30, 30)
+    generated = model.generated
+    expected = {"input_ids", "attention_mask", "pixel_values", "max_new_tokens", "do_sample", "num_beams"}
+    assert generated.keys() == expected | ({"token_type_ids"} if takes_token_types else set())
+    assert generated["pixel_values"].dtype == torch.float64 and generated["input_ids"].dtype == torch.int64
+    assert (generated["max_new_tokens"], generated["num_beams"]) == (48, 1) and not generated["do_sample"]
+    assert processor.calls["decoded"] == [[8, 9]] and processor.calls["skip_special_tokens"] is True
+
+
+def test_ask_vlm_refuses_a_processor_without_any_chat_template():
+    """A processor with no chat_template attribute at all is refused like one whose template is None."""
+    expected = "The VLM's processor has no chat template; use a chat (instruction-tuned) VLM."
+    with pytest.raises(DreamMixInputError, match=whole(expected)):
+        ask_vlm(None, SimpleNamespace(), _images()[0], "colour?")
+
+
+def test_describe_subject_asks_for_48_new_tokens_by_default(monkeypatch):
+    asked = []
+    monkeypatch.setattr(vlm, "ask_vlm", lambda model, processor, image, question, max_new_tokens: asked.append(
+        max_new_tokens) or "red")  # fmt: skip
+    assert describe_subject(None, None, _images(), "teapot") == ["red"]
+    assert asked == [48, 48]
+
+
+def test_load_vlm_passes_allow_download_on(monkeypatch):
+    """Whether a Hub id may be downloaded is decided by the caller: the flag reaches the folder lookup."""
+    seen = []
+
+    def lookup(source, what, example, allow_download):
+        seen.append((source, what, allow_download))
+        raise DreamMixInputError("stop")
+
+    monkeypatch.setattr(vlm, "local_model_folder", lookup)
+    for allow in (True, False):
+        with pytest.raises(DreamMixInputError, match="^stop$"):
+            load_vlm(" org/vlm ", allow_download=allow)
+    assert seen == [("org/vlm", "VLM", True), ("org/vlm", "VLM", False)]
+
+
+def test_load_vlm_puts_the_model_on_the_device_asked_for(tmp_path):
+    """The meta device needs no memory and shows the model was moved there."""
+    folder = str(save_tiny_vlm(tmp_path))
+    assert load_vlm(folder, device="meta")[0].device.type == "meta"

@@ -10,7 +10,7 @@ from dreammix_core.errors import DreamMixInputError
 from dreammix_core.inpainting.blend import feather_mask
 from dreammix_core.inpainting.pipeline import InpaintSettings, dreammix_inpaint
 from dreammix_core.inpainting.region import CropRegion
-from dreammix_core.inpainting.window import gch_window, put
+from dreammix_core.inpainting.window import cut, gch_window, put, whole_image
 
 
 def box_mask(height: int, width: int, left: int, top: int, right: int, bottom: int) -> torch.Tensor:
@@ -78,11 +78,85 @@ def test_put_refuses_a_generated_image_of_another_size(height: int, width: int) 
     """The window's size plus latent padding (under 64) is accepted; anything else names both sizes."""
     window = CropRegion(290, 148, 610, 532, 320, 384, 1000, 800)
     with pytest.raises(
-        DreamMixInputError, match=f"^The generated image is {width}x{height} but the GCH window is 320x384"
+        DreamMixInputError,
+        match=f"^The generated image is {width}x{height} but the GCH window is 320x384: connect the window of the "
+        r"DreamMix Local Replace that made it\.$",
     ):
         put(torch.zeros(1, 800, 1000, 3), torch.zeros(1, height, width, 3), window)
     placed = put(torch.zeros(1, 800, 1000, 3), torch.ones(1, 384 + 63, 320 + 63, 3), window)
     assert placed.sum() == 3 * 384 * 320 and placed[0, 148:532, 290:610].min() == 1
+
+
+def test_a_window_at_the_far_edges_is_shifted_back_inside() -> None:
+    """The first edge test mirrored: mask x 1940..1990, y 210..280 of the 2000x300 strip needs x 1908..2000 (the
+    feather stops at the edge), y 178..300. The window is again 384x300; centred on the need it would start at
+    1908 − (384 − 92) // 2 = 1762 and end past the photo, so it is shifted back to end at 2000 (start 1616), and
+    the height (the photo's 300) starts at 0."""
+    window = gch_window(box_mask(300, 2000, 1940, 210, 1990, 280), 256 * 256, 2.0, 32)
+    assert window == CropRegion(1616, 0, 2000, 300, 384, 300, 2000, 300)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "mask_box", "expected"),
+    [
+        (300, 400, (0, 100, 97, 120), CropRegion(0, 46, 192, 174, 192, 128, 400, 300)),
+        (400, 300, (100, 0, 120, 97), CropRegion(46, 0, 174, 192, 128, 192, 300, 400)),
+    ],
+)
+def test_a_mask_on_the_left_or_top_edge_keeps_its_first_column_or_row(
+    height: int, width: int, mask_box: tuple[int, int, int, int], expected: CropRegion
+) -> None:
+    """A mask from column 0 to 97 (then its transpose, from row 0) over a budget of 64²: the feather stops at the
+    edge, so the need runs from 0 to 97 + 32 = 129, rounded up to 192 (the budget gives nothing more); the other
+    side's need 20 + 64 = 84 takes 128, centred: 68 − (128 − 84) // 2 = 46. The window starts at the edge, so the
+    mask's first column (row) is in it."""
+    window = gch_window(box_mask(height, width, *mask_box), 64 * 64, 1.0, 32)
+    assert window == expected
+
+
+def test_an_empty_mask_over_the_budget_is_refused() -> None:
+    with pytest.raises(DreamMixInputError, match=r"^The mask is empty: paint the area where the subject should go"):
+        gch_window(torch.zeros(1, 800, 1000), 256 * 256, 2.0, 32)
+
+
+def test_whole_image_is_the_window_of_the_whole_photo() -> None:
+    """For hosts that always pass a window: a 1000x800 photo's is (0, 0)-(1000, 800) at its own size, and cutting
+    it gives the photo."""
+    window = whole_image(1000, 800)
+    assert window == CropRegion(0, 0, 1000, 800, 1000, 800, 1000, 800)
+    image = torch.rand(1, 800, 1000, 3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(cut(image, window), image)
+
+
+def test_put_places_each_generated_image_on_its_own_original() -> None:
+    """Two originals and two generated images: the first goes into the first original's window, the second into
+    the second's; two originals with three generated images are refused."""
+    window = CropRegion(290, 148, 610, 532, 320, 384, 1000, 800)
+    generator = torch.Generator().manual_seed(6)
+    originals = torch.rand(2, 800, 1000, 3, generator=generator)
+    generated = torch.rand(2, 384, 320, 3, generator=generator)
+    expected = originals.clone()
+    expected[0, 148:532, 290:610] = generated[0]
+    expected[1, 148:532, 290:610] = generated[1]
+    assert torch.equal(put(originals, generated, window), expected)
+    with pytest.raises(
+        DreamMixInputError,
+        match=r"^The generated images are a batch of 3 but the originals a batch of 2: composite each scene's results "
+        r"onto its own original\.$",
+    ):
+        put(originals, torch.zeros(3, 384, 320, 3), window)
+
+
+def test_put_keeps_the_photos_alpha() -> None:
+    """An RGBA photo and an RGBA generated image: the window takes the generated RGB, every pixel keeps the photo's
+    alpha."""
+    window = CropRegion(290, 148, 610, 532, 320, 384, 1000, 800)
+    photo = torch.full((1, 800, 1000, 4), 0.3)
+    generated = torch.full((1, 384, 320, 4), 0.9)
+    out = put(photo, generated, window)
+    expected = photo.clone()
+    expected[:, 148:532, 290:610, :3] = 0.9
+    assert torch.equal(out, expected)
 
 
 def test_gch_runs_on_the_window_at_the_photo_scale_and_the_background_stays_exact() -> None:
