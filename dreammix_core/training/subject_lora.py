@@ -99,7 +99,7 @@ def train_subject_lora(
     side = recipe.resolution or host.native_side()
     regular = regular if recipe.regular_probability > 0 else ()
     prompts = [instance_prompt.strip(), *dict.fromkeys(prompt.strip() for prompt, _, _ in regular)]
-    subject = [Photo(image[..., :3].float().cpu(), masks[i % len(masks)].float().cpu(), 0) for i, image in
+    subject = [Photo(image.float().cpu(), masks[i % len(masks)].float().cpu(), 0) for i, image in
                enumerate(images)]  # fmt: skip
     others = [Photo(image.float().cpu(), mask.float().cpu(), prompts.index(p.strip())) for p, image, mask in regular]
     copies = expand(subject, others, side, settings.seed, recipe.subject_copies, recipe.regular_copies)

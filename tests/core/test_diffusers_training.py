@@ -378,3 +378,59 @@ def test_save_lora_next_to_the_working_folder_and_a_failed_write(tmp_path, monke
         ),
         str(error.value),
     )
+
+
+def test_the_regular_data_and_its_recipe_reach_the_unet(tmp_path) -> None:
+    """regular_probability 1: every micro-step is a regular copy (the UNet only ever gets the regular prompt, as the
+    pipeline encodes it); the number of regular copies changes which crops are drawn; at probability 0 the regular
+    data is left out, so such a run resumes the checkpoints of the same run without regular data."""
+    images, masks = photos(1)
+    regular = [("a toy", images[0].flip(0), masks[0]), ("a toy", images[0].flip(1), masks[0].flip(1))]
+    settings = LoopSettings(steps=4, grad_accumulation=1, learning_rate=1e-2, checkpoint_every=0, seed=3)
+    pipe = tiny_sd_pipeline()
+    seen = []
+    pipe.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"]), with_kwargs=True
+    )
+    always = replace(RECIPE, regular_probability=1.0, regular_copies=1)
+    train_subject_lora(sd_host(pipe), images, masks, "a sks toy", str(tmp_path / "r.safetensors"), settings, always,
+                       regular)  # fmt: skip
+    with torch.no_grad():
+        regular_tokens = pipe.encode_prompt("a toy", "cpu", 1, False)[0]
+    assert len(seen) == 4 and all(torch.equal(tokens, regular_tokens) for tokens in seen)
+
+    files = []
+    for copies in (1, 2):
+        path = tmp_path / f"copies{copies}.safetensors"
+        recipe = replace(always, regular_copies=copies)
+        train_subject_lora(sd_host(), images, masks, "a sks toy", str(path), settings, recipe, regular)
+        files.append(load_file(path))
+    assert any(not torch.equal(files[0][key], files[1][key]) for key in files[0])
+
+    path = tmp_path / "never.safetensors"
+    two_steps = replace(settings, steps=2, checkpoint_every=1)
+    never = replace(RECIPE, regular_probability=0.0)
+
+    def stop_after_the_first_step() -> None:
+        if (tmp_path / "never.checkpoints" / "step_000001.state").exists():
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_subject_lora(sd_host(), images, masks, "a sks toy", str(path), two_steps, never,
+                           check_interrupt=stop_after_the_first_step)  # fmt: skip
+    result = train_subject_lora(sd_host(), images, masks, "a sks toy", str(path), two_steps, never, regular)
+    assert result.resumed_from == 1 and result.step == 2
+
+
+def test_a_photo_with_an_alpha_channel_trains_as_its_rgb(tmp_path) -> None:
+    """ComfyUI IMAGEs may carry a 4th channel: the subject photos are their RGB, in the copies and in the LoRA."""
+    images, masks = photos(1)
+    rgba = [torch.cat([images[0], torch.rand(*images[0].shape[:2], 1)], dim=-1)]
+    copies = expand([Photo(rgba[0], masks[0], 0)], [], 64, seed=1, subject_copies=2)
+    expected = expand([Photo(images[0], masks[0], 0)], [], 64, seed=1, subject_copies=2)
+    assert all(torch.equal(got.image, want.image) for got, want in zip(copies, expected, strict=True))
+    for name, given in (("rgb", images), ("rgba", rgba)):
+        train_subject_lora(sd_host(), given, masks, "a sks toy", str(tmp_path / f"{name}.safetensors"), SETTINGS,
+                           RECIPE)  # fmt: skip
+    rgb, with_alpha = load_file(tmp_path / "rgb.safetensors"), load_file(tmp_path / "rgba.safetensors")
+    assert all(torch.equal(rgb[key], with_alpha[key]) for key in rgb)
