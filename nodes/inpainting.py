@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import comfy.model_management
-import comfy.utils
-import torch
 from comfy_api.latest import io
 
 from ..dreammix_core.errors import DreamMixInputError
+from ..dreammix_core.inpainting.blend import FEATHER
 from ..dreammix_core.inpainting.pipeline import (
     InpaintSettings,
-    check_alignment,
     dreammix_inpaint,
     final_composite,
     fresh_seed,
     global_harmonization,
     local_generation,
     pad_for_latent,
+    prepare_global,
     prepare_local,
     repeat,
     replace_local,
+    stitch,
 )
-from ..dreammix_core.inpainting.region import CropRegion, validate_image_and_mask
+from ..dreammix_core.inpainting.region import validate_image_and_mask
+from ..dreammix_core.inpainting.scene import Scene
 from ..dreammix_core.inpainting.schedule import StageSplit
-from ..dreammix_core.inpainting.window import DEFAULT_MAX_AREA, cut, gch_window, put, whole_image
+from ..dreammix_core.inpainting.window import DEFAULT_MAX_AREA, cut
 from ..dreammix_core.masks import binarize
 from . import inputs
 from .comfy_backend import ComfyBackend, native_resolution, spatial_factor
@@ -32,23 +33,37 @@ from .upscale import upscaler_from
 
 CATEGORY = "DreamMix/inpaint"
 Region = io.Custom("DREAMMIX_REGION")
+"""A `Scene`: the image, its mask and feather, LCG's crop region and (after Local Replace) GCH's window."""
 
 CHECK_INTERRUPT = comfy.model_management.throw_exception_if_processing_interrupted
 """Raises when the user pressed Cancel; the core calls it between the steps it runs itself."""
 LCG_RAN_KEY = "dreammix_lcg_ran"
-"""Set on the LCG output LATENT so the replacement node knows when LCG did not run (λ = 1)."""
+"""Set on the LCG output LATENT so the replacement node knows when LCG did not run (λ = 1): the LATENT is the
+only link from DreamMix LCG Sampler to Local Replace."""
+FROM_THE_CROP = -1
+"""The feather value of Local Replace and Composite that means "DreamMix Local Crop's"."""
 
 
-def _check_cut_from(image: torch.Tensor, box: CropRegion, what: str) -> None:
-    """Refuses a region or window that another node cut from an image of another size than `image`."""
-    if (box.image_width, box.image_height) != (image.shape[2], image.shape[1]):
-        raise DreamMixInputError(f"{what} from an image of another size: connect the same image.")
+def _rewiring_inputs() -> list:
+    """Local Replace's and Composite's image, mask and feather: the scene already carries them, so they are optional
+    (workflows saved before the scene record wired them, and a connected one replaces the scene's)."""
+    return [
+        io.Image.Input("image", optional=True, tooltip="Optional: the original scene, if not the one cropped."),
+        io.Mask.Input("mask", optional=True, tooltip="Optional: a mask other than the one cropped, of its size."),
+        io.Int.Input(
+            "feather",
+            default=FROM_THE_CROP,
+            min=FROM_THE_CROP,
+            max=256,
+            optional=True,
+            tooltip="Pixels of linear ramp outside the mask; beyond it the original pixels come back exactly. "
+            "-1 = the feather set on DreamMix Local Crop.",
+        ),
+    ]
 
 
-def _backend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive=None) -> ComfyBackend:
-    backend = ComfyBackend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive)
-    check_alignment(backend.spatial_factor)
-    return backend
+def _rewired(scene: Scene, image, mask, feather: int) -> Scene:
+    return scene.rewired(image, mask, None if feather == FROM_THE_CROP else feather)
 
 
 class DreamMixLocalCrop(io.ComfyNode):
@@ -90,7 +105,7 @@ class DreamMixLocalCrop(io.ComfyNode):
                 Region.Output(
                     "region",
                     display_name="region",
-                    tooltip="Where the crop lies in the image, for DreamMix Local Replace.",
+                    tooltip="The scene: image, mask, feather and where the crop lies, for DreamMix Local Replace.",
                 ),
             ],
         )
@@ -104,10 +119,10 @@ class DreamMixLocalCrop(io.ComfyNode):
                     "'model' input, or set a resolution (512 for SD1.5, 1024 for SDXL)."
                 )
             resolution = native_resolution(model)
-        region, local_image, local_mask = prepare_local(
+        scene, local_image, local_mask = prepare_local(
             image, mask, context_factor, resolution, feather, upscaler_from(upscale_model), CHECK_INTERRUPT
         )
-        return io.NodeOutput(to_host_dtype(local_image), to_host_dtype(local_mask), region)
+        return io.NodeOutput(to_host_dtype(local_image), to_host_dtype(local_mask), scene)
 
 
 class DreamMixLocalSampler(io.ComfyNode):
@@ -152,7 +167,7 @@ class DreamMixLocalSampler(io.ComfyNode):
         switch,
         variations=1,
     ) -> io.NodeOutput:
-        backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler)
+        backend = ComfyBackend(model, vae, positive, negative, cfg, sampler_name, scheduler)
         local_mask = validate_image_and_mask(local_image, local_mask)
         split = StageSplit.of(steps, switch)
         if split.runs_local:
@@ -175,9 +190,7 @@ class DreamMixLocalReplace(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="The VAE of the model."),
                 io.Latent.Input("local_latent", tooltip="From DreamMix LCG Sampler."),
                 Region.Input("region", tooltip="From DreamMix Local Crop."),
-                inputs.image("The original scene."),
-                inputs.mask(),
-                inputs.feather(),
+                *_rewiring_inputs(),
                 inputs.global_max_area(
                     0.0,
                     "GCH's pixel budget in units of the local crop's working area (resolution²). A larger scene is "
@@ -197,26 +210,24 @@ class DreamMixLocalReplace(io.ComfyNode):
                 Region.Output(
                     "window",
                     display_name="window",
-                    tooltip="Where GCH runs in the scene, for DreamMix Composite (the whole scene within the budget).",
+                    tooltip="The scene with where GCH runs in it (the whole scene within the budget), for DreamMix "
+                    "Composite.",
                 ),
             ],
         )
 
     @classmethod
-    def execute(cls, vae, local_latent, region: CropRegion, image, mask, feather, global_max_area=0.0) -> io.NodeOutput:
-        binary = validate_image_and_mask(image, mask)
-        _check_cut_from(image, region, "The region was cropped")
-        composite = repeat(image[..., :3], local_latent["samples"].shape[0])  # one per variation
+    def execute(
+        cls, vae, local_latent, region: Scene, image=None, mask=None, feather=FROM_THE_CROP, global_max_area=0.0
+    ) -> io.NodeOutput:
+        scene = _rewired(region, image, mask, feather).windowed(global_max_area)
+        composite = repeat(scene.image[..., :3], local_latent["samples"].shape[0])  # one per variation
         if local_latent.get(LCG_RAN_KEY, True):
             local = vae.decode(local_latent["samples"])
-            composite = replace_local(image, binary, region, local.reshape((-1,) + tuple(local.shape[-3:])), feather)
-        factor = spatial_factor(vae)
-        check_alignment(factor)
-        window = gch_window(binary, region.width * region.height, global_max_area, feather)
-        composite = cut(composite, window)
-        pixels, padded_mask = pad_for_latent(composite, cut(binary, window), factor)
+            composite = replace_local(scene, local.reshape((-1,) + tuple(local.shape[-3:])))
+        pixels, padded_mask = prepare_global(scene, composite, spatial_factor(vae))
         latent = {"samples": vae.encode(pixels), "noise_mask": padded_mask.unsqueeze(1)}
-        return io.NodeOutput(latent, to_host_dtype(composite), window or whole_image(image.shape[2], image.shape[1]))
+        return io.NodeOutput(latent, to_host_dtype(cut(composite, scene.window)), scene)
 
 
 class DreamMixGlobalSampler(io.ComfyNode):
@@ -247,7 +258,7 @@ class DreamMixGlobalSampler(io.ComfyNode):
     def execute(
         cls, model, positive, negative, vae, latent, composite, seed, steps, cfg, sampler_name, scheduler, switch
     ) -> io.NodeOutput:
-        backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler)
+        backend = ComfyBackend(model, vae, positive, negative, cfg, sampler_name, scheduler)
         if "noise_mask" not in latent:
             raise DreamMixInputError("The latent has no noise mask: connect DreamMix Local Replace's latent.")
         mask = latent["noise_mask"].reshape((-1,) + tuple(latent["noise_mask"].shape[-2:]))
@@ -276,15 +287,15 @@ class DreamMixComposite(io.ComfyNode):
             description="Blends the generated image onto the original with the feathered mask: outside mask and "
             "feather the original pixels come back exactly.",
             inputs=[
-                inputs.image("The original scene."),
-                io.Image.Input("generated", tooltip="The decoded GCH result."),
-                inputs.mask(),
-                inputs.feather(),
+                *_rewiring_inputs()[:1],
+                io.Image.Input("generated", optional=True, tooltip="The decoded GCH result (required)."),
+                *_rewiring_inputs()[1:],
                 Region.Input(
                     "window",
                     optional=True,
-                    tooltip="From DreamMix Local Replace: where in the original the generated image belongs when "
-                    "GCH ran on a window. Not connected: the generated image is the whole scene.",
+                    tooltip="From DreamMix Local Replace: the scene, and where in it the generated image belongs "
+                    "when GCH ran on a window. Not connected: connect the image and mask; the generated image is "
+                    "then the whole scene.",
                 ),
             ],
             outputs=[
@@ -293,10 +304,18 @@ class DreamMixComposite(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, generated, mask, feather, window: CropRegion | None = None) -> io.NodeOutput:
+    def execute(
+        cls, image=None, generated=None, mask=None, feather=FROM_THE_CROP, window: Scene | None = None
+    ) -> io.NodeOutput:
+        if generated is None:
+            raise DreamMixInputError("Connect the decoded GCH result (VAE Decode's IMAGE) to 'generated'.")
         if window is not None:
-            _check_cut_from(image, window, "The window was cut")
-        generated = put(image.to(generated.dtype), generated, window)
+            return io.NodeOutput(to_host_dtype(stitch(_rewired(window, image, mask, feather), generated)))
+        if image is None or mask is None:
+            raise DreamMixInputError(
+                "Connect DreamMix Local Replace's 'window' to DreamMix Composite, or the original image and its mask."
+            )
+        feather = FEATHER if feather == FROM_THE_CROP else feather
         return io.NodeOutput(to_host_dtype(final_composite(image, generated, mask, feather)))
 
 
@@ -371,7 +390,7 @@ class DreamMixInpaint(io.ComfyNode):
         local_positive=None,
         upscale_model=None,
     ) -> io.NodeOutput:
-        backend = _backend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive)
+        backend = ComfyBackend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive)
         side = resolution or native_resolution(model)
         settings = InpaintSettings(steps, switch, seed, context_factor, side, feather, global_max_area, variations)
         result = dreammix_inpaint(backend, image, mask, settings, upscaler_from(upscale_model), CHECK_INTERRUPT)

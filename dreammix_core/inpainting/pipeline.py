@@ -21,16 +21,15 @@ from .fill import smooth_fill
 from .region import (
     RELEASED_CONTEXT_FACTOR,
     SIZE_MULTIPLE,
-    CropRegion,
     Upscaler,
     as_float32,
     check_generated_size,
-    compute_region,
     crop,
     validate_image_and_mask,
 )
+from .scene import Scene, prepare_scene
 from .schedule import RELEASED_CODE_LAMBDA, StageSplit
-from .window import check_batches, cut, gch_window, put
+from .window import check_batches, cut, put
 
 
 @dataclass(frozen=True)
@@ -144,11 +143,6 @@ def check_alignment(spatial_factor: int, multiple: int = SIZE_MULTIPLE) -> None:
         )
 
 
-def local_region(mask: torch.Tensor, context_factor: float, resolution: int, feather: int) -> CropRegion:
-    """LCG's crop box and working size for a binary mask (1, H, W)."""
-    return compute_region(mask, context_factor, resolution, SIZE_MULTIPLE, min_margin=feather)
-
-
 def prepare_local(
     image: torch.Tensor,
     mask: torch.Tensor,
@@ -157,22 +151,18 @@ def prepare_local(
     feather: int = FEATHER,
     upscaler: Upscaler | None = None,
     check_interrupt: Callable[[], None] | None = None,
-) -> tuple[CropRegion, torch.Tensor, torch.Tensor]:
-    """The local crop, its masked pixels pre-filled, and its binary mask; `check_interrupt` may stop the fill."""
-    mask = validate_image_and_mask(image, mask)
-    region = local_region(mask, context_factor, resolution, feather)
-    return region, *filled_crop(image, mask, region, upscaler, check_interrupt)
+) -> tuple[Scene, torch.Tensor, torch.Tensor]:
+    """The scene, its local crop with the masked pixels pre-filled, and the crop's binary mask; `check_interrupt`
+    may stop the fill."""
+    scene = prepare_scene(image, mask, context_factor, resolution, feather)
+    return scene, *filled_crop(scene, upscaler, check_interrupt)
 
 
 def filled_crop(
-    image: torch.Tensor,
-    mask: torch.Tensor,
-    region: CropRegion,
-    upscaler: Upscaler | None = None,
-    check_interrupt: Callable[[], None] | None = None,
+    scene: Scene, upscaler: Upscaler | None = None, check_interrupt: Callable[[], None] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The region of an image and its binary mask at the working size, the masked pixels pre-filled."""
-    local_image, local_mask = crop(as_float32(image[..., :3]), mask, region, upscaler)
+    """The scene's region and its binary mask at the working size, the masked pixels pre-filled."""
+    local_image, local_mask = crop(scene.image[..., :3], scene.binary, scene.region, upscaler)
     return smooth_fill(local_image, local_mask, check_interrupt), local_mask
 
 
@@ -188,19 +178,17 @@ def local_generation(
     """LCG: steps [0, switch_at) on the crops of one or more scenes (S, H, W, C) of one size, `variations` each, in
     one call; returns the denoised latent estimates at the switch, scene by scene (each crop is encoded once and
     its variations differ only in their noise)."""
+    check_alignment(backend.spatial_factor)
     check_variations(variations)
     latent = backend.encode(local_image).repeat_interleave(variations, dim=0)
     stage = Stage("local", latent, local_image, local_mask, 0, switch_at, steps, seed, scenes=local_image.shape[0])
     return backend.denoise(stage).denoised
 
 
-def replace_local(
-    image: torch.Tensor, mask: torch.Tensor, region: CropRegion, local_result: torch.Tensor, feather: int = FEATHER
-) -> torch.Tensor:
-    """Pastes the decoded LCG result (a batch of variations) into copies of the full image with the feathered mask."""
-    mask = validate_image_and_mask(image, mask)
-    scene = repeat(as_float32(image[..., :3]), local_result.shape[0])
-    return paste_local(scene, local_result, region, feather_mask(mask, feather))
+def replace_local(scene: Scene, local_result: torch.Tensor) -> torch.Tensor:
+    """Pastes the decoded LCG results (a batch of variations) into copies of the scene with the feathered mask."""
+    copies = repeat(scene.image[..., :3], local_result.shape[0])
+    return paste_local(copies, local_result, scene.region, scene.alpha)
 
 
 def _pad(tensor: torch.Tensor, multiple: int, mode: str) -> torch.Tensor:
@@ -217,6 +205,11 @@ def pad_for_latent(image: torch.Tensor, mask: torch.Tensor, multiple: int) -> tu
     """
     pixels = _pad(as_float32(image[..., :3]).movedim(-1, 1), multiple, "replicate").movedim(1, -1)
     return pixels, _pad(as_float32(mask).unsqueeze(1), multiple, "constant").squeeze(1)
+
+
+def prepare_global(scene: Scene, composite: torch.Tensor, spatial_factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """GCH's input: the window (or the whole) of the composite and of the mask, padded to whole latent cells."""
+    return pad_for_latent(cut(composite, scene.window), cut(scene.binary, scene.window), spatial_factor)
 
 
 def global_harmonization(
@@ -245,6 +238,12 @@ def final_composite(
     return _composite(as_float32(image), as_float32(result), feather_mask(mask, feather))
 
 
+def stitch(scene: Scene, generated: torch.Tensor) -> torch.Tensor:
+    """The generated images (of the window, or of the whole scene without one) put back into the scene, then
+    blended onto the original with the feathered mask: the original, exactly, outside mask and feather."""
+    return _composite(scene.image, put(scene.image, as_float32(generated), scene.window), scene.alpha)
+
+
 def _composite(image: torch.Tensor, result: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """Blends `result`, its latent padding cropped off, onto `image` with the feathered mask `alpha` (one original
     takes a batch of variations)."""
@@ -256,23 +255,6 @@ def _composite(image: torch.Tensor, result: torch.Tensor, alpha: torch.Tensor) -
     out = image.clone()
     out[..., :3] = blend(image[..., :3], result[..., :3], alpha)
     return out
-
-
-@dataclass(frozen=True)
-class _Scene:
-    """One scene of a batch and what the method derives from its mask before any sampling."""
-
-    image: torch.Tensor
-    binary: torch.Tensor
-    alpha: torch.Tensor
-    """The feathered mask: the paste at the switch and the final composite."""
-    region: CropRegion
-    window: CropRegion | None
-    """GCH's part of the scene (None: the whole scene)."""
-
-    def group(self) -> tuple[int, ...]:
-        """Scenes of one group share a sampler call per stage: equal LCG working size and GCH window size."""
-        return (self.region.width, self.region.height, *cut(self.binary, self.window).shape[1:])
 
 
 def dreammix_inpaint(
@@ -291,7 +273,6 @@ def dreammix_inpaint(
     `check_interrupt` is called between the pre-fill's passes and may raise to stop the run (the samplers check
     for themselves through the backend).
     """
-    check_alignment(backend.spatial_factor)
     check_variations(settings.variations)
     masks = masks.unsqueeze(0) if masks.ndim == 2 else masks
     if masks.ndim == 3:
@@ -310,48 +291,37 @@ def dreammix_inpaint(
     return torch.cat([results[index] for index in range(len(scenes))])
 
 
-def _prepare(image: torch.Tensor, mask: torch.Tensor, settings: InpaintSettings) -> _Scene:
-    binary = validate_image_and_mask(image, mask)
-    region = local_region(binary, settings.context_factor, settings.resolution, settings.feather)
-    window = gch_window(binary, region.width * region.height, settings.global_max_area, settings.feather)
-    return _Scene(as_float32(image), binary, feather_mask(binary, settings.feather), region, window)
+def _prepare(image: torch.Tensor, mask: torch.Tensor, settings: InpaintSettings) -> Scene:
+    scene = prepare_scene(image, mask, settings.context_factor, settings.resolution, settings.feather)
+    return scene.windowed(settings.global_max_area)
 
 
 def _inpaint_group(
     backend: DenoiseBackend,
-    group: list[_Scene],
+    group: list[Scene],
     settings: InpaintSettings,
     upscaler: Upscaler | None,
     check_interrupt: Callable[[], None] | None,
 ) -> list[torch.Tensor]:
-    """LCG → GCH for scenes of one group (`_Scene.group`); returns each scene's `settings.variations` results."""
+    """LCG → GCH for scenes of one group (`Scene.group`); returns each scene's `settings.variations` results."""
     split = StageSplit.of(settings.steps, settings.lam)
     count = settings.variations
     composites = [repeat(scene.image[..., :3], count) for scene in group]
     if split.runs_local:
-        crops = [filled_crop(scene.image, scene.binary, scene.region, upscaler, check_interrupt) for scene in group]
-        local_images, local_masks = _stacked(crops)
+        local_images, local_masks = _stacked([filled_crop(scene, upscaler, check_interrupt) for scene in group])
         denoised = local_generation(
             backend, local_images, local_masks, settings.steps, split.switch_at, settings.seed, count
         )
         decoded = backend.decode(denoised).split(count)
-        composites = [
-            paste_local(composite, local, scene.region, scene.alpha)
-            for composite, local, scene in zip(composites, decoded, group)
-        ]
-    if split.runs_global:
-        padded = [
-            pad_for_latent(cut(composite, scene.window), cut(scene.binary, scene.window), backend.spatial_factor)
-            for composite, scene in zip(composites, group)
-        ]
-        pixels, masks = _stacked(padded)
-        seed = fresh_seed(settings.seed)
-        latent = global_harmonization(backend, pixels, masks, settings.steps, split.switch_at, seed, scenes=len(group))
-        decoded = as_float32(backend.decode(latent)).split(count)
-        composites = [
-            put(composite, harmonised, scene.window) for composite, harmonised, scene in zip(composites, decoded, group)
-        ]
-    return [_composite(scene.image, composite, scene.alpha) for composite, scene in zip(composites, group)]
+        composites = [replace_local(scene, local) for local, scene in zip(decoded, group)]
+    if not split.runs_global:
+        return [_composite(scene.image, composite, scene.alpha) for composite, scene in zip(composites, group)]
+    pixels, masks = _stacked(
+        [prepare_global(scene, composite, backend.spatial_factor) for composite, scene in zip(composites, group)]
+    )
+    seed = fresh_seed(settings.seed)
+    latent = global_harmonization(backend, pixels, masks, settings.steps, split.switch_at, seed, scenes=len(group))
+    return [stitch(scene, harmonised) for harmonised, scene in zip(backend.decode(latent).split(count), group)]
 
 
 def _stacked(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,15 +12,36 @@ blend and comes back exactly.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from ..errors import DreamMixInputError
 from ..masks import masked_box
-from .region import SIZE_MULTIPLE, CropRegion, check_generated_size
+from .region import SIZE_MULTIPLE, check_generated_size
 
 DEFAULT_MAX_AREA = 4.0
 """The nodes' budget: 4 × the working area (1 MP for SD1.5, 4 MP for SDXL and FLUX at resolution 0)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A box of the image (right and bottom exclusive) that GCH denoises at the image's own pixel scale."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+    image_width: int
+    image_height: int
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
 
 
 def _down(value: float) -> int:
@@ -37,7 +58,7 @@ def _place(need_lo: int, need_hi: int, size: int, limit: int) -> int:
     return min(max(start, 0), limit - size)
 
 
-def gch_window(mask: torch.Tensor, working_area: int, max_area: float, margin: int) -> CropRegion | None:
+def gch_window(mask: torch.Tensor, working_area: int, max_area: float, margin: int) -> Window | None:
     """The window GCH runs on for a binary mask (1, H, W), or None for the whole image.
 
     None when `max_area` is 0 (the paper's whole-image GCH) or the image is within the budget of
@@ -65,19 +86,14 @@ def gch_window(mask: torch.Tensor, working_area: int, max_area: float, margin: i
     if (width, height) == (image_width, image_height):
         return None
     x0, y0 = _place(left, right, width, image_width), _place(top, bottom, height, image_height)
-    return CropRegion(x0, y0, x0 + width, y0 + height, width, height, image_width, image_height)
+    return Window(x0, y0, x0 + width, y0 + height, image_width, image_height)
 
 
-def cut(image: torch.Tensor, window: CropRegion | None) -> torch.Tensor:
+def cut(image: torch.Tensor, window: Window | None) -> torch.Tensor:
     """The window of an image (B, H, W, C) or mask (B, H, W); the whole of it for None."""
     if window is None:
         return image
     return image[:, window.top : window.bottom, window.left : window.right]
-
-
-def whole_image(width: int, height: int) -> CropRegion:
-    """The window that is the whole image, for hosts that always pass one."""
-    return CropRegion(0, 0, width, height, width, height, width, height)
 
 
 def check_batches(generated: torch.Tensor, image: torch.Tensor) -> None:
@@ -89,7 +105,7 @@ def check_batches(generated: torch.Tensor, image: torch.Tensor) -> None:
         )
 
 
-def put(image: torch.Tensor, generated: torch.Tensor, window: CropRegion | None) -> torch.Tensor:
+def put(image: torch.Tensor, generated: torch.Tensor, window: Window | None) -> torch.Tensor:
     """`image` with the window replaced by `generated` (its latent padding cropped off), one copy per generated
     image; `generated` for None."""
     if window is None:

@@ -36,6 +36,8 @@ def run_at_window_resolution(server: ComfyServer, workflow: str, image: str) -> 
 
 
 def test_a_scene_over_the_budget_is_harmonised_on_a_window_and_both_paths_agree(comfy_server: ComfyServer) -> None:
+    """The one-shot node, the shipped granular chain, and that chain with nothing but the scene record passed from
+    Local Crop (no image, mask or feather wired again) give one result."""
     rgb, mask = scene(*SIZE), subject_mask(*SIZE)
     image = comfy_server.upload_image(with_alpha(rgb, mask), "dreammix_window.png")
     one_shot_graph, one_shot = run_at_window_resolution(comfy_server, "dreammix_inpaint", image)
@@ -43,6 +45,14 @@ def test_a_scene_over_the_budget_is_harmonised_on_a_window_and_both_paths_agree(
     result = one_shot[id_of(one_shot_graph, "SaveImage")]
     assert_background_exact(result, rgb, mask)
     np.testing.assert_array_equal(granular[id_of(graph, "SaveImage")], result)
+
+    # Local Crop's scene record alone carries image, mask, feather and window to Local Replace and Composite.
+    for kind in ("DreamMixLocalReplace", "DreamMixComposite"):
+        for name in ("image", "mask", "feather"):
+            del graph[id_of(graph, kind)]["inputs"][name]
+    graph[id_of(graph, "SaveImage")]["inputs"]["filename_prefix"] = "window_record_only"
+    record_only = comfy_server.run(graph)
+    np.testing.assert_array_equal(comfy_server.output_images(record_only, id_of(graph, "SaveImage"))[0], result)
 
     replace = id_of(graph, "DreamMixLocalReplace")
     (preview,) = (image for nid, image in granular.items() if graph[nid]["inputs"].get("images") == [replace, 1])

@@ -475,7 +475,11 @@ def test_local_crop_at_resolution_0_on_sdxl_is_1024(comfy_server: ComfyServer, s
 @pytest.mark.parametrize(
     ("scene_size", "latents", "message"),
     [
-        ((256, 192), 1, "The region was cropped from an image of another size: connect the same image."),
+        (
+            (256, 192),
+            1,
+            "The image is 256x192 but DreamMix Local Crop cut its region from a 320x240 image: connect the same image.",
+        ),
     ],
     ids=["another-scene"],
 )

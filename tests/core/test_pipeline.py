@@ -273,9 +273,9 @@ def test_replace_local_pastes_the_resized_local_result_with_the_feather() -> Non
     from dreammix_core.inpainting.pipeline import prepare_local, replace_local
 
     image, mask = _constant_scene()
-    region, _, _ = prepare_local(image, mask, context_factor=0.0, resolution=128)
-    local = torch.full((1, region.height, region.width, 3), 0.9)
-    out = replace_local(image, mask, region, local)
+    scene, _, _ = prepare_local(image, mask, context_factor=0.0, resolution=128)
+    local = torch.full((1, scene.region.height, scene.region.width, 3), 0.9)
+    out = replace_local(scene, local)
     assert out.shape == image.shape
     assert torch.allclose(out[0, 70:120, 120:200], torch.full((50, 80, 3), 0.9), atol=1e-4)
     assert out[0, 95, 200 + 9, 0].item() == pytest.approx(_feathered(0.9, 0.2, 10), abs=1e-4)

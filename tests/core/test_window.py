@@ -9,8 +9,7 @@ from test_pipeline import RecordingBackend
 from dreammix_core.errors import DreamMixInputError
 from dreammix_core.inpainting.blend import feather_mask
 from dreammix_core.inpainting.pipeline import InpaintSettings, dreammix_inpaint
-from dreammix_core.inpainting.region import CropRegion
-from dreammix_core.inpainting.window import cut, gch_window, put, whole_image
+from dreammix_core.inpainting.window import Window, gch_window, put
 
 
 def box_mask(height: int, width: int, left: int, top: int, right: int, bottom: int) -> torch.Tensor:
@@ -25,7 +24,7 @@ def test_window_is_the_budget_around_the_mask_and_its_feather() -> None:
     width again floor64(131072 / 384 = 341.3) = 320. Centred on the need: left 368 − (320 − 164) // 2 = 290,
     top 268 − (384 − 144) // 2 = 148."""
     window = gch_window(box_mask(800, 1000, 400, 300, 500, 380), 256 * 256, 2.0, 32)
-    assert window == CropRegion(290, 148, 610, 532, 320, 384, 1000, 800)
+    assert window == Window(290, 148, 610, 532, 1000, 800)
     assert window.width * window.height <= 2 * 256 * 256
 
 
@@ -33,7 +32,7 @@ def test_a_window_at_the_edge_is_shifted_inside_and_gives_the_cut_side_to_the_ot
     """Mask in the top-left corner of a 2000x300 strip: the height stops at the photo's 300, so the width takes
     floor64(131072 / 300 = 436.9) = 384; the window starts at the left edge."""
     window = gch_window(box_mask(300, 2000, 10, 20, 60, 90), 256 * 256, 2.0, 32)
-    assert window == CropRegion(0, 0, 384, 300, 384, 300, 2000, 300)
+    assert window == Window(0, 0, 384, 300, 2000, 300)
 
 
 def test_a_mask_larger_than_the_budget_keeps_its_pixels() -> None:
@@ -76,7 +75,7 @@ def test_negative_budget_is_refused() -> None:
 @pytest.mark.parametrize(("height", "width"), [(800, 1000), (384 + 64, 320), (384, 320 + 64), (383, 320)])
 def test_put_refuses_a_generated_image_of_another_size(height: int, width: int) -> None:
     """The window's size plus latent padding (under 64) is accepted; anything else names both sizes."""
-    window = CropRegion(290, 148, 610, 532, 320, 384, 1000, 800)
+    window = Window(290, 148, 610, 532, 1000, 800)
     with pytest.raises(
         DreamMixInputError,
         match=f"^The generated image is {width}x{height} but the GCH window is 320x384: connect the window of the "
@@ -93,18 +92,18 @@ def test_a_window_at_the_far_edges_is_shifted_back_inside() -> None:
     1908 − (384 − 92) // 2 = 1762 and end past the photo, so it is shifted back to end at 2000 (start 1616), and
     the height (the photo's 300) starts at 0."""
     window = gch_window(box_mask(300, 2000, 1940, 210, 1990, 280), 256 * 256, 2.0, 32)
-    assert window == CropRegion(1616, 0, 2000, 300, 384, 300, 2000, 300)
+    assert window == Window(1616, 0, 2000, 300, 2000, 300)
 
 
 @pytest.mark.parametrize(
     ("height", "width", "mask_box", "expected"),
     [
-        (300, 400, (0, 100, 97, 120), CropRegion(0, 46, 192, 174, 192, 128, 400, 300)),
-        (400, 300, (100, 0, 120, 97), CropRegion(46, 0, 174, 192, 128, 192, 300, 400)),
+        (300, 400, (0, 100, 97, 120), Window(0, 46, 192, 174, 400, 300)),
+        (400, 300, (100, 0, 120, 97), Window(46, 0, 174, 192, 300, 400)),
     ],
 )
 def test_a_mask_on_the_left_or_top_edge_keeps_its_first_column_or_row(
-    height: int, width: int, mask_box: tuple[int, int, int, int], expected: CropRegion
+    height: int, width: int, mask_box: tuple[int, int, int, int], expected: Window
 ) -> None:
     """A mask from column 0 to 97 (then its transpose, from row 0) over a budget of 64²: the feather stops at the
     edge, so the need runs from 0 to 97 + 32 = 129, rounded up to 192 (the budget gives nothing more); the other
@@ -119,19 +118,10 @@ def test_an_empty_mask_over_the_budget_is_refused() -> None:
         gch_window(torch.zeros(1, 800, 1000), 256 * 256, 2.0, 32)
 
 
-def test_whole_image_is_the_window_of_the_whole_photo() -> None:
-    """For hosts that always pass a window: a 1000x800 photo's is (0, 0)-(1000, 800) at its own size, and cutting
-    it gives the photo."""
-    window = whole_image(1000, 800)
-    assert window == CropRegion(0, 0, 1000, 800, 1000, 800, 1000, 800)
-    image = torch.rand(1, 800, 1000, 3, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(cut(image, window), image)
-
-
 def test_put_places_each_generated_image_on_its_own_original() -> None:
     """Two originals and two generated images: the first goes into the first original's window, the second into
     the second's; two originals with three generated images are refused."""
-    window = CropRegion(290, 148, 610, 532, 320, 384, 1000, 800)
+    window = Window(290, 148, 610, 532, 1000, 800)
     generator = torch.Generator().manual_seed(6)
     originals = torch.rand(2, 800, 1000, 3, generator=generator)
     generated = torch.rand(2, 384, 320, 3, generator=generator)
@@ -150,7 +140,7 @@ def test_put_places_each_generated_image_on_its_own_original() -> None:
 def test_put_keeps_the_photos_alpha() -> None:
     """An RGBA photo and an RGBA generated image: the window takes the generated RGB, every pixel keeps the photo's
     alpha."""
-    window = CropRegion(290, 148, 610, 532, 320, 384, 1000, 800)
+    window = Window(290, 148, 610, 532, 1000, 800)
     photo = torch.full((1, 800, 1000, 4), 0.3)
     generated = torch.full((1, 384, 320, 4), 0.9)
     out = put(photo, generated, window)
