@@ -22,6 +22,18 @@ def binarize(mask: torch.Tensor) -> torch.Tensor:
     return is_masked(mask).to(torch.float32)
 
 
+INPAINT_FILL = 0.5
+"""The grey inpainting models see where the mask removes the image (as SD-inpainting was trained and ComfyUI's
+InpaintModelConditioning gives it)."""
+
+
+def masked_image(pixels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`pixels` with the masked ones set to INPAINT_FILL: the known content an inpainting model takes, in training
+    and in sampling. The binary `mask` broadcasts against `pixels`. Written as InpaintModelConditioning writes it,
+    so the two agree bit for bit."""
+    return (pixels - INPAINT_FILL) * (1.0 - mask) + INPAINT_FILL
+
+
 EMPTY_MASK = (
     "The mask is empty: paint the area where the subject should go (values of 0.5 or more count as masked). "
     "Load Image gives an empty mask when the image has no alpha channel: paint one in the mask editor or use Load "

@@ -23,7 +23,6 @@ from ..dreammix_core.inpainting.pipeline import (
 )
 from ..dreammix_core.inpainting.region import validate_image_and_mask
 from ..dreammix_core.inpainting.scene import Scene
-from ..dreammix_core.inpainting.schedule import StageSplit
 from ..dreammix_core.inpainting.window import DEFAULT_MAX_AREA, cut
 from ..dreammix_core.masks import binarize
 from . import inputs
@@ -152,26 +151,16 @@ class DreamMixLocalSampler(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls,
-        model,
-        positive,
-        negative,
-        vae,
-        local_image,
-        local_mask,
-        seed,
-        steps,
-        cfg,
-        sampler_name,
-        scheduler,
-        switch,
-        variations=1,
+        cls, model, positive, negative, vae, local_image, local_mask, variations=1, **sampling
     ) -> io.NodeOutput:
-        backend = ComfyBackend(model, vae, positive, negative, cfg, sampler_name, scheduler)
+        run = inputs.Sampling(**sampling)
+        backend = ComfyBackend(model, vae, positive, negative, run.cfg, run.sampler_name, run.scheduler)
         local_mask = validate_image_and_mask(local_image, local_mask)
-        split = StageSplit.of(steps, switch)
+        split = run.split
         if split.runs_local:
-            latent = local_generation(backend, local_image, local_mask, steps, split.switch_at, seed, variations)
+            latent = local_generation(
+                backend, local_image, local_mask, run.steps, split.switch_at, run.seed, variations
+            )
         else:  # no LCG step: the crop as it is, once per variation, for GCH to vary
             latent = repeat(backend.encode(local_image), variations)
         return io.NodeOutput({"samples": latent, LCG_RAN_KEY: split.runs_local})
@@ -255,10 +244,9 @@ class DreamMixGlobalSampler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(
-        cls, model, positive, negative, vae, latent, composite, seed, steps, cfg, sampler_name, scheduler, switch
-    ) -> io.NodeOutput:
-        backend = ComfyBackend(model, vae, positive, negative, cfg, sampler_name, scheduler)
+    def execute(cls, model, positive, negative, vae, latent, composite, **sampling) -> io.NodeOutput:
+        run = inputs.Sampling(**sampling)
+        backend = ComfyBackend(model, vae, positive, negative, run.cfg, run.sampler_name, run.scheduler)
         if "noise_mask" not in latent:
             raise DreamMixInputError("The latent has no noise mask: connect DreamMix Local Replace's latent.")
         mask = latent["noise_mask"].reshape((-1,) + tuple(latent["noise_mask"].shape[-2:]))
@@ -268,11 +256,11 @@ class DreamMixGlobalSampler(io.ComfyNode):
                 "The composite image and the latent's mask differ in size: connect both "
                 "outputs of the same DreamMix Local Replace."
             )
-        split = StageSplit.of(steps, switch)
+        split = run.split
         if not split.runs_global:
             return io.NodeOutput(latent)
         out = global_harmonization(
-            backend, pixels, mask, steps, split.switch_at, fresh_seed(seed), latent=latent["samples"]
+            backend, pixels, mask, run.steps, split.switch_at, fresh_seed(run.seed), latent=latent["samples"]
         )
         return io.NodeOutput({"samples": out})
 
@@ -369,30 +357,15 @@ class DreamMixInpaint(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls,
-        model,
-        positive,
-        negative,
-        vae,
-        image,
-        mask,
-        seed,
-        steps,
-        cfg,
-        sampler_name,
-        scheduler,
-        switch,
-        context_factor,
-        resolution,
-        feather,
-        global_max_area=DEFAULT_MAX_AREA,
-        variations=1,
-        local_positive=None,
-        upscale_model=None,
+        cls, model, positive, negative, vae, image, mask, local_positive=None, upscale_model=None, **options
     ) -> io.NodeOutput:
-        backend = ComfyBackend(model, vae, positive, negative, cfg, sampler_name, scheduler, local_positive)
-        side = resolution or native_resolution(model)
-        settings = InpaintSettings(steps, switch, seed, context_factor, side, feather, global_max_area, variations)
+        """`options`: the sampling inputs and the scene's (context_factor, resolution, feather, and global_max_area
+        and variations, which workflows saved before them lack)."""
+        run = inputs.Sampling.pop_from(options)
+        backend = ComfyBackend(model, vae, positive, negative, run.cfg, run.sampler_name, run.scheduler, local_positive)
+        options["resolution"] = options["resolution"] or native_resolution(model)
+        scene = {"global_max_area": DEFAULT_MAX_AREA, **options}
+        settings = InpaintSettings(run.steps, run.switch, run.seed, **scene)
         result = dreammix_inpaint(backend, image, mask, settings, upscaler_from(upscale_model), CHECK_INTERRUPT)
         return io.NodeOutput(to_host_dtype(result))
 

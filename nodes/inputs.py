@@ -3,12 +3,15 @@ so workflows saved with earlier versions load unchanged."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from typing import Any
+
 import comfy.samplers
 from comfy_api.latest import io
 
 from ..dreammix_core.inpainting.blend import FEATHER
 from ..dreammix_core.inpainting.region import RELEASED_CONTEXT_FACTOR
-from ..dreammix_core.inpainting.schedule import RELEASED_CODE_LAMBDA
+from ..dreammix_core.inpainting.schedule import RELEASED_CODE_LAMBDA, StageSplit
 
 MAX_RESOLUTION = 2048
 """The largest inpainting resolution offered: twice SDXL's and FLUX's native side; beyond it no family
@@ -120,6 +123,27 @@ def sampling() -> list:
         scheduler("karras", "Any ComfyUI scheduler (released code: Karras)."),
         switch(),
     ]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The values of the `sampling()` inputs."""
+
+    seed: int
+    steps: int
+    cfg: float
+    sampler_name: str
+    scheduler: str
+    switch: float
+
+    @classmethod
+    def pop_from(cls, values: dict[str, Any]) -> Sampling:
+        """The sampling values taken out of a node's inputs; the rest stay in `values`."""
+        return cls(**{field.name: values.pop(field.name) for field in fields(cls)})
+
+    @property
+    def split(self) -> StageSplit:
+        return StageSplit.of(self.steps, self.switch)
 
 
 def model_and_prompts() -> list:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DreamMixInputError
-from ..masks import check_mask_count
+from ..masks import check_mask_count, masked_image
 from .blend import FEATHER, blend, feather_mask, paste_local
 from .fill import smooth_fill
 from .region import (
@@ -56,10 +56,8 @@ class Stage:
         return _batched(tensor, self.latent.shape[0])
 
     def masked_pixels(self) -> torch.Tensor:
-        """`pixels` with the masked pixels grey, batched like `pixels`: what inpainting models take (written as
-        ComfyUI's InpaintModelConditioning writes it, so the two agree bit for bit)."""
-        keep = 1.0 - _batched(self.mask, self.pixels.shape[0]).unsqueeze(-1)
-        return (self.pixels[..., :3] - 0.5) * keep + 0.5
+        """`pixels` with the masked pixels grey, batched like `pixels`: what inpainting models take."""
+        return masked_image(self.pixels[..., :3], _batched(self.mask, self.pixels.shape[0]).unsqueeze(-1))
 
     def noise(self, draw: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """The initial noise: `draw` (the backend's seeded draw for a latent batch) for one scene's items, the same

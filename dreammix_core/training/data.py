@@ -24,8 +24,6 @@ from .mask_augment import bezier_blob
 SUBJECT_COPIES = 10
 REGULAR_COPIES = 3
 REGULAR_PROBABILITY = 0.3
-INPAINT_FILL = 0.5
-"""Value of the removed pixels of the masked image, as ComfyUI's InpaintModelConditioning fills them."""
 
 
 @dataclass(frozen=True)
@@ -117,11 +115,6 @@ def expand(
     copies = [augment(p, side, True, False, generator) for p in subject for _ in range(subject_copies)]
     copies += [augment(p, side, False, True, generator) for p in regular for _ in range(regular_copies)]
     return copies
-
-
-def masked_image(image: torch.Tensor, mask: torch.Tensor, fill: float = INPAINT_FILL) -> torch.Tensor:
-    """The image with the mask region removed (set to `fill`), what an inpainting model sees as known content."""
-    return image * (1 - mask) + fill * mask
 
 
 @dataclass(frozen=True)

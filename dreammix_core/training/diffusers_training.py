@@ -18,9 +18,10 @@ import torch
 from diffusers import DDPMScheduler
 
 from ..errors import DreamMixInputError
-from ..families import family_name
+from ..families import SD_LATENT, family_name, native_side
 from ..inpainting.diffusers_backend import encode_prompt, size_conditioning, vae_encode
-from .data import Copy, masked_image
+from ..masks import masked_image
+from .data import Copy
 from .loop import Predict, transformer_blocks
 from .lora_targets import UNET_TARGETS
 from .loss import latent_mask
@@ -41,12 +42,14 @@ class DiffusersTrainingHost:
             )
         self.autocast_dtype = autocast_dtype
         self.sdxl = self.unet.config.addition_embed_type == "text_time"
-        self.family = family_name("SDXL" if self.sdxl else "SD15", self.unet.config.cross_attention_dim)
+        self.latent_format = "SDXL" if self.sdxl else SD_LATENT
+        self.family = family_name(self.latent_format, self.unet.config.cross_attention_dim)
         self.inpainting = self.unet.config.in_channels == 9
         self.num_timesteps = self.noising.config.num_train_timesteps
 
     def native_side(self) -> int:
-        return self.unet.config.sample_size * 2 ** (len(self.vae.config.block_out_channels) - 1)
+        """The family's training side, as on ComfyUI (an epsilon model: the v-prediction ones are refused above)."""
+        return native_side(self.latent_format, v_prediction=False)
 
     def attach_lora(self, recipe: LoraRecipe, seed: int) -> dict[str, torch.nn.Parameter]:
         """Freeze the UNet and give it a peft LoRA on the recipe's projections. peft draws the initial down weights

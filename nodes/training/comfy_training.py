@@ -21,7 +21,8 @@ import torch
 from comfy.weight_adapter.lora import LoraDiff
 
 from ...dreammix_core.errors import DreamMixInputError
-from ...dreammix_core.training.data import Copy, masked_image
+from ...dreammix_core.masks import masked_image
+from ...dreammix_core.training.data import Copy
 from ...dreammix_core.training.loop import Predict, tensor_digest, transformer_blocks
 from ...dreammix_core.training.lora_targets import adapted_part, restrict
 from ...dreammix_core.training.loss import flow_velocity

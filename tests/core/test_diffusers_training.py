@@ -336,13 +336,14 @@ settings): use another LoRA name, or delete that folder to start over."
 
 
 def test_native_resolution_initial_lora_and_autocast(tmp_path) -> None:
-    """resolution 0 trains at the UNet's native size (sample size 32 × VAE factor 8); no step leaves the initial
-    LoRA: up 0, down ~ N(0, 1/rank²); bf16 autocast changes the arithmetic, not the result's scale."""
+    """resolution 0 trains at the family's side (SD1.5: 512, not the tiny UNet's sample size 32 × 8); no step
+    leaves the initial LoRA: up 0, down ~ N(0, 1/rank²); bf16 autocast changes the arithmetic, not the result's
+    scale."""
     settings = LoopSettings(steps=0, checkpoint_every=0)
     path = tmp_path / "native.safetensors"
     train_subject_lora(sd_host(), *photos(), "a sks toy", str(path), settings, LoraRecipe(subject_copies=1))
     with safe_open(path, "pt") as file:
-        assert json.loads(file.metadata()["dreammix"])["resolution"] == 256
+        assert json.loads(file.metadata()["dreammix"])["resolution"] == 512
     state = load_file(path)
     downs = torch.cat([value.flatten() for key, value in state.items() if key.endswith("lora_down.weight")])
     assert all(not value.any() for key, value in state.items() if key.endswith("lora_up.weight"))
@@ -434,3 +435,14 @@ def test_a_photo_with_an_alpha_channel_trains_as_its_rgb(tmp_path) -> None:
                            RECIPE)  # fmt: skip
     rgb, with_alpha = load_file(tmp_path / "rgb.safetensors"), load_file(tmp_path / "rgba.safetensors")
     assert all(torch.equal(rgb[key], with_alpha[key]) for key in rgb)
+
+
+def test_resolution_0_is_the_familys_side_and_the_context_width_tells_sd2() -> None:
+    """Resolution 0 trains at the family's side (512 for SD1.x, 1024 for SDXL), as on ComfyUI, whatever a UNet's
+    sample_size says (the tiny ones say 32); an SD-latent UNet with 1024-wide cross-attention is SD2."""
+    pipe = tiny_sd_pipeline()
+    assert (sd_host(pipe).native_side(), sd_host(pipe).family) == (512, "SD1.5")
+    sdxl = SimpleNamespace(unet=tiny_sdxl_unet(4), vae=tiny_vae(), scheduler=tiny_scheduler())
+    assert (sd_host(sdxl).native_side(), sd_host(sdxl).family) == (1024, "SDXL")
+    pipe.unet.register_to_config(cross_attention_dim=1024)
+    assert sd_host(pipe).family == "SD2"

@@ -9,8 +9,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from dreammix_core.errors import DreamMixInputError
-from dreammix_core.masks import mask_bbox
-from dreammix_core.training.data import MixSampler, Photo, expand, masked_image, resize_short_side, step_generator
+from dreammix_core.masks import mask_bbox, masked_image
+from dreammix_core.training.data import MixSampler, Photo, expand, resize_short_side, step_generator
 from dreammix_core.training.loop import (
     Example,
     LoopSettings,
