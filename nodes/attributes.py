@@ -38,6 +38,11 @@ class ComfyTokenEncoder:
     def encode_scheduled(self, tokens: dict) -> list:
         return self.clip.encode_from_tokens_scheduled(tokens)
 
+    def stacked_layers(self, key: str) -> int:
+        """ComfyUI's encoder model for `key` names its output layer, or a list of layers it stacks (Klein)."""
+        layer = getattr(self.clip.cond_stage_model, key).layer
+        return len(layer) if isinstance(layer, list) else 1
+
 
 class DreamMixTextualAttributeSubstitution(io.ComfyNode):
     @classmethod
@@ -51,7 +56,8 @@ class DreamMixTextualAttributeSubstitution(io.ComfyNode):
             inputs=[
                 io.Clip.Input(
                     "clip",
-                    tooltip="The text encoder: SD1.5, SD2, SDXL, FLUX.1 (CLIP-L + T5-XXL) or FLUX.2 Klein (Qwen3).",
+                    tooltip="The text encoder: SD1.5, SD2, SDXL, FLUX.1 (CLIP-L + T5-XXL), FLUX.2 Klein or Z-Image "
+                    "(Qwen3), Qwen-Image (Qwen2.5-VL).",
                 ),
                 io.String.Input(
                     "prompt",

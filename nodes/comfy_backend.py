@@ -37,14 +37,18 @@ def is_inpainting_model(model) -> bool:
 
 def context_width(model) -> int | None:
     """The width of the text conditioning the model takes (768 SD1.5, 2048 SDXL, 4096 FLUX.1, 7680 FLUX.2
-    Klein 4B), read from its detected config; None where the family does not state one."""
+    Klein 4B, 3584 Qwen-Image, 2560 Z-Image), read from its detected config, else from the DiT's text input layer
+    (Qwen-Image's config leaves it to the class default); None where neither states one."""
     config = model.model.model_config.unet_config
-    return config.get("context_dim") or config.get("context_in_dim")
+    width = config.get("context_dim") or config.get("context_in_dim") or config.get("cap_feat_dim")
+    text_in = getattr(model.model.diffusion_model, "txt_in", None)
+    return width or getattr(text_in, "in_features", None)
 
 
 def model_family(model) -> str:
-    """The MODEL's family name as LoRA files record it ("SD1.5", "SDXL", "FLUX.1", "FLUX.2", ...)."""
-    return family_name(type(model.model.latent_format).__name__, context_width(model))
+    """The MODEL's family name as LoRA files record it ("SD1.5", "SDXL", "FLUX.1", "FLUX.2", "Qwen-Image", ...)."""
+    base = model.model
+    return family_name(type(base.latent_format).__name__, context_width(model), type(base.model_config).__name__)
 
 
 def check_model_inputs(model, vae, conditionings: dict[str, list | None]) -> None:
@@ -59,7 +63,8 @@ def check_model_inputs(model, vae, conditionings: dict[str, list | None]) -> Non
     if vae_channels != channels:
         raise DreamMixInputError(
             f"The VAE makes {vae_channels}-channel latents but this model works on {channels}-channel ones: "
-            "connect the model's own VAE (SD1.5/SDXL: the checkpoint's, FLUX.1: ae, FLUX.2: the FLUX.2 VAE)."
+            "connect the model's own VAE (SD1.5/SDXL: the checkpoint's, FLUX.1 and Z-Image: ae, FLUX.2: the FLUX.2 "
+            "VAE, Qwen-Image: its Wan 2.1 VAE)."
         )
     width = context_width(model)
     for name, conditioning in conditionings.items():
@@ -68,7 +73,7 @@ def check_model_inputs(model, vae, conditionings: dict[str, list | None]) -> Non
                 raise DreamMixInputError(
                     f"The {name} conditioning is {tensor.shape[-1]} wide but this model takes {width}: encode the "
                     "prompt with this model's own text encoder (SD1.5: CLIP-L, SDXL: CLIP-L + bigG, FLUX.1: "
-                    "CLIP-L + T5-XXL, FLUX.2 Klein: Qwen3)."
+                    "CLIP-L + T5-XXL, FLUX.2 Klein: Qwen3, Qwen-Image: Qwen2.5-VL 7B, Z-Image: Qwen3 4B)."
                 )
 
 
@@ -79,6 +84,14 @@ def spatial_factor(vae) -> int:
             "This VAE is not an image VAE with a fixed pixel-per-latent ratio: DreamMix needs one."
         )
     return factor
+
+
+def vae_encode(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """A batch of images (B, H, W, C) as B latents. A video VAE (Qwen-Image's Wan 2.1) takes a batch as the frames
+    of one clip and folds them in time, so there each image is encoded alone."""
+    if vae.latent_dim == 3:
+        return torch.cat([vae.encode(image[None, ..., :3]) for image in pixels])
+    return vae.encode(pixels[..., :3])
 
 
 def size_conditioning(conditioning: list, pixels: torch.Tensor) -> list:
@@ -124,7 +137,7 @@ class ComfyBackend:
         check_model_inputs(model, vae, {"positive": positive, "negative": negative, "local_positive": local_positive})
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.vae.encode(pixels[..., :3])
+        return vae_encode(self.vae, pixels)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         images = self.vae.decode(latent)
@@ -143,7 +156,7 @@ class ComfyBackend:
         negative = size_conditioning(self.negative, stage.pixels)
         mask = stage.per_item(stage.mask).unsqueeze(1)
         if is_inpainting_model(self.model):
-            extra = {"concat_latent_image": stage.per_item(self.vae.encode(stage.masked_pixels())), "concat_mask": mask}
+            extra = {"concat_latent_image": stage.per_item(self.encode(stage.masked_pixels())), "concat_mask": mask}
             positive = node_helpers.conditioning_set_values(positive, extra)
             negative = node_helpers.conditioning_set_values(negative, extra)
         latent = comfy.sample.fix_empty_latent_channels(self.model, stage.latent)

@@ -26,7 +26,7 @@ from ..dreammix_core.inpainting.scene import Scene
 from ..dreammix_core.inpainting.window import DEFAULT_MAX_AREA, cut
 from ..dreammix_core.masks import binarize
 from . import inputs
-from .comfy_backend import ComfyBackend, native_resolution, spatial_factor
+from .comfy_backend import ComfyBackend, native_resolution, spatial_factor, vae_encode
 from .convert import to_host_dtype
 from .upscale import upscaler_from
 
@@ -215,7 +215,7 @@ class DreamMixLocalReplace(io.ComfyNode):
             local = vae.decode(local_latent["samples"])
             composite = replace_local(scene, local.reshape((-1,) + tuple(local.shape[-3:])))
         pixels, padded_mask = prepare_global(scene, composite, spatial_factor(vae))
-        latent = {"samples": vae.encode(pixels), "noise_mask": padded_mask.unsqueeze(1)}
+        latent = {"samples": vae_encode(vae, pixels), "noise_mask": padded_mask.unsqueeze(1)}
         return io.NodeOutput(latent, to_host_dtype(cut(composite, scene.window)), scene)
 
 

@@ -45,6 +45,9 @@ class TokenEncoder(Protocol):
     def encode_scheduled(self, tokens: Tokens) -> list:
         """The conditioning of `tokens`: [(embedding (1, T, D), extras)], extras holding "pooled_output" if any."""
 
+    def stacked_layers(self, key: str) -> int:
+        """How many of encoder `key`'s hidden layers the embedding holds side by side (FLUX.2 Klein's Qwen3: 3)."""
+
 
 def parse_attribute_list(text: str) -> list[str]:
     """Attributes typed by a user: separated by commas, semicolons or new lines; case-folded, no duplicates."""
@@ -166,11 +169,13 @@ SLICES = {
     ("h",): ("h",),  # SD2
     ("g", "l"): ("l", "g"),  # SDXL: CLIP-L then OpenCLIP-bigG
     ("l", "t5xxl"): ("t5xxl",),  # FLUX.1: T5-XXL's tokens; CLIP-L gives only the pooled vector
-    ("qwen3_4b",): ("qwen3_4b",) * 3,  # FLUX.2 Klein 4B: three Qwen3 layers' hidden states side by side
-    ("qwen3_8b",): ("qwen3_8b",) * 3,  # FLUX.2 Klein 9B
+    ("qwen3_4b",): ("qwen3_4b",),  # FLUX.2 Klein 4B (three layers), Z-Image (one)
+    ("qwen3_8b",): ("qwen3_8b",),  # FLUX.2 Klein 9B
+    ("qwen25_7b",): ("qwen25_7b",),  # Qwen-Image, Qwen-Image-Edit: Qwen2.5-VL 7B
 }
-"""Each family's slices of the embedding's last dim, in order, keyed by its tokenizer keys. A slice of a key
-without a CLIP width takes an equal share of what the CLIP slices leave (the width of T5 or of a Qwen3 layer)."""
+"""Each family's encoders in the embedding's last dim, in order, keyed by its tokenizer keys; an encoder stacking
+several hidden layers has a slice per layer. A slice of a key without a CLIP width takes an equal share of what the
+CLIP slices leave (the width of T5 or of a Qwen layer)."""
 
 
 def flat_tokens(chunks: list) -> tuple[list, list[int]]:
@@ -180,16 +185,16 @@ def flat_tokens(chunks: list) -> tuple[list, list[int]]:
     return tokens, words
 
 
-def encoder_slices(tokens: Tokens, width: int) -> list[tuple[str, int, int]]:
-    """(key, begin, end) of each encoder's slice of the embedding's last dim."""
-    keys = SLICES.get(tuple(sorted(tokens)), ())
+def encoder_slices(encoder: TokenEncoder, tokens: Tokens, width: int) -> list[tuple[str, int, int]]:
+    """(key, begin, end) of each slice of the embedding's last dim: one per encoder and stacked layer."""
+    keys = [key for key in SLICES.get(tuple(sorted(tokens)), ()) for _ in range(encoder.stacked_layers(key))]
     fixed = sum(CLIP_WIDTHS.get(key, 0) for key in keys)
     shared = sum(1 for key in keys if key not in CLIP_WIDTHS)
     share, rest = divmod(width - fixed, shared) if shared else (0, width - fixed)
     if not keys or rest or (shared and share <= 0):
         raise DreamMixInputError(
-            f"TAS supports the text encoders of SD1.5, SD2, SDXL, FLUX.1 (CLIP-L + T5-XXL) and FLUX.2 Klein "
-            f"(Qwen3); this CLIP has encoders {sorted(tokens)} with embedding width {width}."
+            f"TAS supports the text encoders of SD1.5, SD2, SDXL, FLUX.1 (CLIP-L + T5-XXL), FLUX.2 Klein and Z-Image "
+            f"(Qwen3), Qwen-Image (Qwen2.5-VL); this CLIP has encoders {sorted(tokens)} with embedding width {width}."
         )
     slices, begin = [], 0
     for key in keys:
@@ -243,7 +248,7 @@ def attribute_directions(encoder: TokenEncoder, attributes: list[str], template:
             )
     embedding, pooled = encoder.encode(text_tokens)
     slices, positions = [], {}
-    for key, begin, end in encoder_slices(text_tokens, embedding.shape[-1]):
+    for key, begin, end in encoder_slices(encoder, text_tokens, embedding.shape[-1]):
         if key not in positions:  # Klein's three slices share one encoder's tokens
             positions[key] = locate_attributes(encoder, key, text_tokens, attributes)
         slices.append((begin, end, embedding[0, positions[key], begin:end]))
@@ -262,7 +267,7 @@ def substitute_attributes(
     tokens = encoder.tokenize(prompt)
     plain = encoder.encode_scheduled(tokens)
     slices, attribute_pooled = attribute_directions(encoder, attributes, template)
-    key = encoder_slices(tokens, plain[0][0].shape[-1])[0][0]  # the slices' keys share word positions
+    key = encoder_slices(encoder, tokens, plain[0][0].shape[-1])[0][0]  # the slices' keys share word positions
     content = torch.zeros(len(flat_tokens(tokens[key])[0]), dtype=torch.bool)
     content[prompt_token_positions(tokens, key, template_tokens(encoder, key))] = True
     decomposed = []

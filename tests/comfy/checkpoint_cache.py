@@ -15,6 +15,7 @@ from make_checkpoints import is_current
 
 MAKE_CHECKPOINTS = Path(__file__).with_name("make_checkpoints.py")
 MAKE_FLUX_MODELS = Path(__file__).with_name("make_flux_models.py")
+MAKE_QWEN_MODELS = Path(__file__).with_name("make_qwen_models.py")
 SD15_CHECKPOINTS = ("tiny_sd15", "tiny_sd15_inpaint")
 SDXL_CHECKPOINTS = ("tiny_sdxl", "tiny_sdxl_inpaint")
 
@@ -57,26 +58,28 @@ class CheckpointCache:
             )
 
 
-def flux_models(cache_dir: Path, comfyui: Path, python: str) -> Path:
-    """The tiny FLUX diffusion models and VAEs (make_flux_models.py) for this ComfyUI, generated once.
-
-    Returns a folder with `diffusion_models/` and `vae/`. Keyed by the ComfyUI checkout's version and the
-    recipe's text, so a new recipe or another ComfyUI (v0.3.64 has no FLUX.2) gets files of its own.
-    """
+def model_folder(cache_dir: Path, comfyui: Path, script: Path) -> Path:
+    """Where `script` (make_flux_models.py, make_qwen_models.py) writes its models for this ComfyUI: keyed by the
+    checkout's version and the text of the scripts, so a new recipe or another ComfyUI gets files of its own."""
     import hashlib
 
     version = (comfyui / "comfyui_version.py").read_text().split('"')[-2]
-    recipe = hashlib.sha256(MAKE_FLUX_MODELS.read_bytes()).hexdigest()[:12]
-    folder = cache_dir.parent / "flux" / f"{version}-{recipe}"
+    recipe = hashlib.sha256(b"".join(path.read_bytes() for path in sorted({script, MAKE_FLUX_MODELS}))).hexdigest()
+    return cache_dir.parent / script.stem.removeprefix("make_").removesuffix("_models") / f"{version}-{recipe[:12]}"
+
+
+def generated_models(cache_dir: Path, comfyui: Path, python: str, script: Path) -> Path:
+    """`model_folder`, its models generated once (`diffusion_models/`, `vae/`, `text_encoders/` as the script
+    writes them)."""
+    folder = model_folder(cache_dir, comfyui, script)
     done = folder / "complete"
     if not done.is_file():
         result = subprocess.run(
-            [python, str(MAKE_FLUX_MODELS), str(comfyui), str(folder)], cwd=comfyui, capture_output=True, text=True
+            [python, str(script), str(comfyui), str(folder)], cwd=comfyui, capture_output=True, text=True
         )
         if result.returncode != 0:
             raise RuntimeError(
-                f"make_flux_models.py failed (exit {result.returncode}):\n"
-                f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+                f"{script.name} failed (exit {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
             )
         done.write_text(result.stdout)
     return folder

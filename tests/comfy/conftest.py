@@ -18,11 +18,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # harness modules, whatever pytest's import mode
 
 from checkpoint_cache import (  # noqa: E402
+    MAKE_FLUX_MODELS,
+    MAKE_QWEN_MODELS,
     SD15_CHECKPOINTS,
     SDXL_CHECKPOINTS,
     CheckpointCache,
     default_cache_dir,
-    flux_models,
+    generated_models,
+    model_folder,
 )
 from server import ComfyServer, start_server  # noqa: E402
 
@@ -105,7 +108,14 @@ def sdxl_checkpoints(checkpoints: CheckpointCache) -> list[str]:
 @pytest.fixture(scope="session")
 def flux_folder(comfy_install: ComfyInstall, checkpoints: CheckpointCache) -> Path:
     """The tiny FLUX diffusion models and VAEs this ComfyUI detects (FLUX.2 from v0.33 on)."""
-    return flux_models(checkpoints.directory, comfy_install.path, comfy_install.python)
+    return generated_models(checkpoints.directory, comfy_install.path, comfy_install.python, MAKE_FLUX_MODELS)
+
+
+@pytest.fixture(scope="session")
+def qwen_folder(comfy_install: ComfyInstall, checkpoints: CheckpointCache) -> Path:
+    """The tiny Qwen-Image and Z-Image DiTs, the Wan 2.1 VAE and the tiny Qwen2.5-VL (3.7 GB, written once, about
+    a minute): only the tests of these families ask for them; the server knows their folder from the start."""
+    return generated_models(checkpoints.directory, comfy_install.path, comfy_install.python, MAKE_QWEN_MODELS)
 
 
 @pytest.fixture(scope="session")
@@ -116,14 +126,18 @@ def comfy_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ComfyServer]:
     """One ComfyUI server for the whole session, with the pack linked in as a custom node; its model folders
-    hold the tiny checkpoints and the tiny FLUX models."""
+    hold the tiny checkpoints and the tiny FLUX models, and will hold the Qwen-Image / Z-Image ones."""
+    qwen = model_folder(checkpoints.directory, comfy_install.path, MAKE_QWEN_MODELS)
+    folders = {"diffusion_models": [flux_folder, qwen], "vae": [flux_folder, qwen], "text_encoders": [qwen]}
+    for name, roots in folders.items():  # made now, so ComfyUI sees the files written into them later
+        (qwen / name).mkdir(parents=True, exist_ok=True)
     server = start_server(
         comfy_install.path,
         comfy_install.python,
         PACK_ROOT,
         checkpoints.directory,
         tmp_path_factory.mktemp("comfyui"),
-        model_folders={name: flux_folder / name for name in ("diffusion_models", "vae")},
+        model_folders={name: [root / name for root in roots] for name, roots in folders.items()},
     )
     yield server
     server.stop()

@@ -64,9 +64,9 @@ def main(comfyui: str, pack_dir: str, checkpoint: str) -> dict:
     recording.set_model_unet_function_wrapper(record)
 
     def run() -> None:
-        inpaint.execute(
-            recording, positive, negative, vae, image, mask, 1, STEPS, 4.0, "euler", "normal", SWITCH, 0.5, 256, 32
-        )
+        sampling = {"seed": 1, "steps": STEPS, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal"}
+        scene = {"context_factor": 0.5, "resolution": 256, "feather": 32}
+        inpaint.execute(recording, positive, negative, vae, image, mask, **sampling, switch=SWITCH, **scene)
 
     run()
     full = list(updates)

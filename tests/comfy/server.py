@@ -5,7 +5,8 @@ subprocess, exactly as a user starts it, with every writable folder (base, input
 temp, user, database) redirected into a temporary directory so nothing is written into
 the ComfyUI checkout.  The pack is loaded the way users install it: a folder named
 `ComfyUI-DreamMix` (a symlink to the repo) inside the `custom_nodes` folder of
-`--base-directory`, which is the only custom node ComfyUI sees.
+`--base-directory`. Beside it the only other custom node is `test_nodes/` (test-only loaders for
+models ComfyUI's own nodes load at full size only).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from PIL import Image
 from dreammix_batch.client import multipart
 
 PACK_DIR_NAME = "ComfyUI-DreamMix"
+TEST_NODES = Path(__file__).resolve().parent / "test_nodes"
 LOG_TAIL_CHARS = 6000
 _LOADER_LINE = "Trying to load custom node "  # logged at DEBUG before each custom node import
 _IMPORT_TIMES_HEADER = "Import times for custom nodes:"
@@ -123,9 +125,11 @@ class ServerLayout:
     def log_path(self) -> Path:
         return self.root / "comfyui.log"
 
-    def create(self, pack_root: Path, checkpoints_dir: Path, model_folders: dict[str, Path] | None = None) -> None:
-        """Make the folders, link the pack in as a custom node, write the model-paths yaml; `model_folders`
-        adds search paths by ComfyUI folder name (diffusion_models, vae, ...)."""
+    def create(
+        self, pack_root: Path, checkpoints_dir: Path, model_folders: dict[str, list[Path]] | None = None
+    ) -> None:
+        """Make the folders, link the pack and the test nodes in as custom nodes, write the model-paths yaml;
+        `model_folders` adds search paths by ComfyUI folder name (diffusion_models, vae, ...)."""
         for folder in (
             self.custom_nodes_dir,
             self.input_dir,
@@ -136,15 +140,16 @@ class ServerLayout:
         ):
             folder.mkdir(parents=True, exist_ok=True)
         self.pack_link.symlink_to(pack_root.resolve(), target_is_directory=True)
+        (self.custom_nodes_dir / "dreammix_test_nodes").symlink_to(TEST_NODES, target_is_directory=True)
         search_paths = {
             "checkpoints": str(checkpoints_dir.resolve()),
             "loras": str(self.loras_dir),
             "upscale_models": str(self.upscale_models_dir),
-            **{name: str(folder.resolve()) for name, folder in (model_folders or {}).items()},
+            **{name: "\n".join(str(f.resolve()) for f in folders) for name, folders in (model_folders or {}).items()},
             # First in each list, so nodes that write a model (the trainer's LoRA) write it here.
             "is_default": True,
         }
-        # JSON is valid YAML; each key takes one folder.
+        # JSON is valid YAML; a key takes one folder per line.
         self.extra_model_paths.write_text(json.dumps({"dreammix_tests": search_paths}, indent=2))
 
 
@@ -188,7 +193,7 @@ def start_server(
     root: Path,
     timeout: float = 300.0,
     extra_flags: tuple[str, ...] = (),
-    model_folders: dict[str, Path] | None = None,
+    model_folders: dict[str, list[Path]] | None = None,
 ) -> ComfyServer:
     """Start ComfyUI and return once /object_info answers (all nodes, the pack included, loaded)."""
     layout = ServerLayout(root)

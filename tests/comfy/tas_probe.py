@@ -156,7 +156,7 @@ def measure(tas, module, clip) -> dict:
     embedding, extras = decomposed[0]
     core = sys.modules[module.__name__.split(".nodes.")[0] + ".dreammix_core.attributes.tas"]
     encoder = module.ComfyTokenEncoder(clip)
-    slices = core.encoder_slices(tokens, embedding.shape[-1])
+    slices = core.encoder_slices(encoder, tokens, embedding.shape[-1])
     key = slices[0][0]
     content = torch.tensor(expected_content(clip, key, [t for chunk in tokens[key] for t in chunk]))
     directions, attribute_pooled = core.attribute_directions(encoder, ATTRIBUTES, TEMPLATE)

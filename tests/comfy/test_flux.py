@@ -146,7 +146,7 @@ def test_an_sd_vae_with_a_flux_model_is_refused(comfy_server: ComfyServer, flux_
     graph = flux_graph("tiny_flux1", None, scene_image, "flux_sd_vae")
     assert node_refusal(comfy_server, graph, "DreamMixInpaint") == (
         "The VAE makes 4-channel latents but this model works on 16-channel ones: connect the model's own VAE "
-        "(SD1.5/SDXL: the checkpoint's, FLUX.1: ae, FLUX.2: the FLUX.2 VAE)."
+        "(SD1.5/SDXL: the checkpoint's, FLUX.1 and Z-Image: ae, FLUX.2: the FLUX.2 VAE, Qwen-Image: its Wan 2.1 VAE)."
     )
 
 
@@ -158,7 +158,8 @@ def test_clip_l_conditioning_for_a_t5_wide_flux_is_refused(
     graph = flux_graph("tiny_flux1_t5", "tiny_flux1_vae", scene_image, "flux_t5", granular=True)
     assert node_refusal(comfy_server, graph, "DreamMixLocalSampler") == (
         "The positive conditioning is 768 wide but this model takes 4096: encode the prompt with this model's own "
-        "text encoder (SD1.5: CLIP-L, SDXL: CLIP-L + bigG, FLUX.1: CLIP-L + T5-XXL, FLUX.2 Klein: Qwen3)."
+        "text encoder (SD1.5: CLIP-L, SDXL: CLIP-L + bigG, FLUX.1: CLIP-L + T5-XXL, FLUX.2 Klein: Qwen3, Qwen-Image: "
+        "Qwen2.5-VL 7B, Z-Image: Qwen3 4B)."
     )
 
 

@@ -12,19 +12,21 @@ from dreammix_core.training.lora_file import check_lora_family
 
 
 @pytest.mark.parametrize(
-    ("latent_format", "context", "family"),
+    ("latent_format", "context", "model_class", "family"),
     [
-        ("SD15", 768, "SD1.5"),  # SD1.x: CLIP-L
-        ("SD15", 1024, "SD2"),  # SD2.x: OpenCLIP-H, same latent
-        ("SDXL", 2048, "SDXL"),
-        ("Flux", 4096, "FLUX.1"),
-        ("Flux", 768, "FLUX.1"),  # the tests' tiny DiTs: the latent decides, not the width
-        ("Flux2", 7680, "FLUX.2"),
-        ("SD3", 4096, "SD3"),  # unknown to the pack: its ComfyUI name
+        ("SD15", 768, "SD15", "SD1.5"),  # SD1.x: CLIP-L
+        ("SD15", 1024, "SD20", "SD2"),  # SD2.x: OpenCLIP-H, same latent
+        ("SDXL", 2048, "SDXL", "SDXL"),
+        ("Flux", 4096, "Flux", "FLUX.1"),
+        ("Flux", 768, "FluxInpaint", "FLUX.1"),  # the tests' tiny DiTs: the latent decides, not the width
+        ("Flux2", 7680, "Flux2", "FLUX.2"),
+        ("Flux", 2560, "ZImage", "Z-Image"),  # FLUX.1's ae, but another model
+        ("Wan21", 3584, "QwenImage", "Qwen-Image"),  # Wan 2.1's VAE
+        ("SD3", 4096, "SD3", "SD3"),  # unknown to the pack: its ComfyUI name
     ],
 )
-def test_family_names(latent_format: str, context: int, family: str) -> None:
-    assert family_name(latent_format, context) == family
+def test_family_names(latent_format: str, context: int, model_class: str, family: str) -> None:
+    assert family_name(latent_format, context, model_class) == family
 
 
 def metadata(**record: object) -> dict[str, str]:

@@ -15,6 +15,8 @@ from dreammix_core.families import native_side
         ("SD3", "SD3", False, 1024),
         ("FLUX.1 dev / Fill", "Flux", False, 1024),
         ("FLUX.2 Klein", "Flux2", False, 1024),
+        ("Z-Image (Turbo, Base)", "Flux", False, 1024),
+        ("Qwen-Image, Qwen-Image-Edit (buckets up to 1328²)", "Wan21", False, 1024),
     ],
 )
 def test_native_side_per_family(family: str, latent_format: str, v_prediction: bool, side: int) -> None:

@@ -8,6 +8,7 @@ import torch
 from dreammix_core.attributes.tas import (
     attribute_positions,
     decompose_tokens,
+    encoder_slices,
     fill_template,
     find_positions,
     orthonormal_basis,
@@ -181,6 +182,9 @@ class ToySdxlEncoder:
         embedding, pooled = self.encode(tokens)
         return [[embedding, {"pooled_output": pooled}]]
 
+    def stacked_layers(self, key: str) -> int:
+        return 1
+
 
 def test_substitution_on_a_two_encoder_model_by_hand() -> None:
     """The whole step on SDXL's layout: each content token's CLIP-L part (dims 0-767) and bigG part (768-2047)
@@ -207,3 +211,33 @@ def test_substitution_on_a_two_encoder_model_by_hand() -> None:
     direction = attribute_pooled[0].double() / attribute_pooled[0].double().norm()
     expected_pooled = pooled[0].double() - (pooled[0].double() @ direction) * direction
     torch.testing.assert_close(decomposed[0][1]["pooled_output"][0].double(), expected_pooled, atol=1e-4, rtol=0)
+
+
+class StackedLayers:
+    """Only what slicing asks of an encoder: how many hidden layers each key stacks."""
+
+    def __init__(self, layers: int) -> None:
+        self.layers = layers
+
+    def stacked_layers(self, key: str) -> int:
+        return self.layers
+
+
+@pytest.mark.parametrize(
+    ("keys", "layers", "width", "expected"),
+    [
+        (("g", "l"), 1, 2048, [("l", 0, 768), ("g", 768, 2048)]),  # SDXL: CLIP-L first, whatever the key order
+        (("l", "t5xxl"), 1, 4096, [("t5xxl", 0, 4096)]),  # FLUX.1: CLIP-L only pooled
+        (("qwen3_4b",), 3, 7680, [("qwen3_4b", 0, 2560), ("qwen3_4b", 2560, 5120), ("qwen3_4b", 5120, 7680)]),  # Klein
+        (("qwen3_4b",), 1, 2560, [("qwen3_4b", 0, 2560)]),  # Z-Image: the same encoder, one layer
+        (("qwen25_7b",), 1, 3584, [("qwen25_7b", 0, 3584)]),  # Qwen-Image
+    ],
+)
+def test_each_encoder_and_stacked_layer_has_its_slice(keys, layers, width, expected) -> None:
+    tokens = {key: [[(1, 1.0, 1)]] for key in keys}
+    assert encoder_slices(StackedLayers(layers), tokens, width) == expected
+
+
+def test_a_width_the_layers_do_not_split_is_refused() -> None:
+    with pytest.raises(DreamMixInputError, match=r"encoders \['qwen3_4b'\] with embedding width 2560\.$"):
+        encoder_slices(StackedLayers(3), {"qwen3_4b": [[(1, 1.0, 1)]]}, 2560)
