@@ -57,7 +57,7 @@ class DreamMixTextualAttributeSubstitution(io.ComfyNode):
                 io.Clip.Input(
                     "clip",
                     tooltip="The text encoder: SD1.5, SD2, SDXL, FLUX.1 (CLIP-L + T5-XXL), FLUX.2 Klein or Z-Image "
-                    "(Qwen3), Qwen-Image (Qwen2.5-VL).",
+                    "(Qwen3).",
                 ),
                 io.String.Input(
                     "prompt",

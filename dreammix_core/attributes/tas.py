@@ -171,7 +171,6 @@ SLICES = {
     ("l", "t5xxl"): ("t5xxl",),  # FLUX.1: T5-XXL's tokens; CLIP-L gives only the pooled vector
     ("qwen3_4b",): ("qwen3_4b",),  # FLUX.2 Klein 4B (three layers), Z-Image (one)
     ("qwen3_8b",): ("qwen3_8b",),  # FLUX.2 Klein 9B
-    ("qwen25_7b",): ("qwen25_7b",),  # Qwen-Image, Qwen-Image-Edit: Qwen2.5-VL 7B
 }
 """Each family's encoders in the embedding's last dim, in order, keyed by its tokenizer keys; an encoder stacking
 several hidden layers has a slice per layer. A slice of a key without a CLIP width takes an equal share of what the
@@ -194,7 +193,7 @@ def encoder_slices(encoder: TokenEncoder, tokens: Tokens, width: int) -> list[tu
     if not keys or rest or (shared and share <= 0):
         raise DreamMixInputError(
             f"TAS supports the text encoders of SD1.5, SD2, SDXL, FLUX.1 (CLIP-L + T5-XXL), FLUX.2 Klein and Z-Image "
-            f"(Qwen3), Qwen-Image (Qwen2.5-VL); this CLIP has encoders {sorted(tokens)} with embedding width {width}."
+            f"(Qwen3); this CLIP has encoders {sorted(tokens)} with embedding width {width}."
         )
     slices, begin = [], 0
     for key in keys:

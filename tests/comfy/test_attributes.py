@@ -53,8 +53,8 @@ def check_probe(report: dict, encoders: list[str], slices: list[str]) -> None:
         "no_clip": "DreamMixInputError: No CLIP is connected: a checkpoint without a text encoder cannot be used "
         "for TAS.",
         "sd3_text_encoders": "DreamMixInputError: TAS supports the text encoders of SD1.5, SD2, SDXL, FLUX.1 "
-        "(CLIP-L + T5-XXL), FLUX.2 Klein and Z-Image (Qwen3), Qwen-Image (Qwen2.5-VL); this CLIP has encoders "
-        "['g', 'l', 't5xxl'] with embedding width 4096.",
+        "(CLIP-L + T5-XXL), FLUX.2 Klein and Z-Image (Qwen3); this CLIP has encoders ['g', 'l', 't5xxl'] with "
+        "embedding width 4096.",
         "vlm_folder_removed": "DreamMixInputError: The VLM folder 'removed_vlm' is no longer in models/vlm: refresh "
         "the node.",
         "image_of_no_image_shape": "DreamMixInputError: Unexpected image shape (8,).",

@@ -230,7 +230,6 @@ class StackedLayers:
         (("l", "t5xxl"), 1, 4096, [("t5xxl", 0, 4096)]),  # FLUX.1: CLIP-L only pooled
         (("qwen3_4b",), 3, 7680, [("qwen3_4b", 0, 2560), ("qwen3_4b", 2560, 5120), ("qwen3_4b", 5120, 7680)]),  # Klein
         (("qwen3_4b",), 1, 2560, [("qwen3_4b", 0, 2560)]),  # Z-Image: the same encoder, one layer
-        (("qwen25_7b",), 1, 3584, [("qwen25_7b", 0, 3584)]),  # Qwen-Image
     ],
 )
 def test_each_encoder_and_stacked_layer_has_its_slice(keys, layers, width, expected) -> None:
