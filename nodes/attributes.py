@@ -39,8 +39,10 @@ class ComfyTokenEncoder:
         return self.clip.encode_from_tokens_scheduled(tokens)
 
     def stacked_layers(self, key: str) -> int:
-        """ComfyUI's encoder model for `key` names its output layer, or a list of layers it stacks (Klein)."""
-        layer = getattr(self.clip.cond_stage_model, key).layer
+        """ComfyUI's encoder model for `key` (attribute `clip_<key>` for CLIPs, `<key>` otherwise) names its output
+        layer, or a list of layers it stacks (Klein)."""
+        models = self.clip.cond_stage_model
+        layer = (getattr(models, f"clip_{key}", None) or getattr(models, key)).layer
         return len(layer) if isinstance(layer, list) else 1
 
 
