@@ -23,7 +23,7 @@ from ..inpainting.diffusers_backend import encode_prompt, size_conditioning, vae
 from ..masks import masked_image
 from .data import Copy
 from .loop import Predict, transformer_blocks
-from .lora_targets import UNET_TARGETS
+from .lora_targets import PROJECTION_TARGETS
 from .loss import latent_mask
 from .subject_lora import LoraRecipe
 
@@ -61,7 +61,7 @@ class DiffusersTrainingHost:
             r=recipe.rank,
             lora_alpha=recipe.alpha,
             init_lora_weights="gaussian",
-            target_modules=".*" + UNET_TARGETS[recipe.targets],
+            target_modules=".*" + PROJECTION_TARGETS[recipe.targets],
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -325,8 +325,15 @@ def _recomputed(forward: Callable, *args, **kwargs):
     return torch.utils.checkpoint.checkpoint(run, *flat, use_reentrant=True)
 
 
-TRANSFORMER_BLOCKS = {"BasicTransformerBlock", "DoubleStreamBlock", "SingleStreamBlock"}
-"""The class names of a UNet's transformer blocks (ComfyUI and diffusers alike) and of a FLUX DiT's (ComfyUI's)."""
+TRANSFORMER_BLOCKS = {
+    "BasicTransformerBlock",
+    "DoubleStreamBlock",
+    "SingleStreamBlock",
+    "QwenImageTransformerBlock",
+    "JointTransformerBlock",
+}
+"""The class names of a UNet's transformer blocks (ComfyUI and diffusers alike) and of the FLUX, Qwen-Image and
+Z-Image DiTs' (ComfyUI's; Z-Image's refiners are blocks of the same class)."""
 
 
 def transformer_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:

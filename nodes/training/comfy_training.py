@@ -1,5 +1,5 @@
 """ComfyUI as a subject-LoRA training host (`dreammix_core.training.subject_lora.TrainingHost`): the LoRA adapters,
-the encoded training copies, the prediction and its target (epsilon for SD, velocity for FLUX), the state the
+the encoded training copies, the prediction and its target (epsilon for SD, velocity for the flow models), the state the
 model trains in, and the module names ComfyUI's LoRA loaders read.
 
 The LoRA layers are ComfyUI's own training adapters (`comfy.weight_adapter.lora.LoraDiff`) attached
@@ -27,7 +27,7 @@ from ...dreammix_core.training.loop import Predict, tensor_digest, transformer_b
 from ...dreammix_core.training.lora_targets import adapted_part, restrict
 from ...dreammix_core.training.loss import flow_velocity
 from ...dreammix_core.training.subject_lora import LoraRecipe
-from ..comfy_backend import check_model_inputs, is_inpainting_model, model_family, native_resolution
+from ..comfy_backend import check_model_inputs, is_inpainting_model, model_family, native_resolution, vae_encode
 
 LOG = logging.getLogger("DreamMix")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -61,8 +61,8 @@ def attach_lora(trainer, target_modules: str, rank: int, alpha: float, seed: int
             adapters[name] = adapter
     if not adapters:
         raise DreamMixInputError(
-            "This model has no attention projections this trainer can adapt (SD1.5/SD2/SDXL UNets, FLUX.1 and "
-            "FLUX.2 DiTs)."
+            "This model has no attention projections this trainer can adapt (SD1.5/SD2/SDXL UNets, FLUX.1, "
+            "FLUX.2, Qwen-Image and Z-Image DiTs)."
         )
     return adapters
 
@@ -118,7 +118,9 @@ def freeze_base_weights(model: torch.nn.Module) -> None:
 def encode_copies(model, clip, vae, copies: list[Copy], prompts: list[str], side: int):
     """(latents, model conditionings) of every copy, computed once before training: nothing here changes
     while the LoRA trains. Each distinct pixel content is VAE-encoded once: every copy of a photo already
-    at the training size (regular images, square photos) is the same crop."""
+    at the training size (regular images, square photos) is the same crop. A prompt's conditioning is what
+    CLIPTextEncode gives the sampler (its pooled output, attention mask, ...), passed to the model's own
+    `extra_conds` as a sampler passes it."""
     base = model.model
     inpainting = is_inpainting_model(model)
     encoding = comfy.utils.ProgressBar(len(copies))
@@ -127,33 +129,42 @@ def encode_copies(model, clip, vae, copies: list[Copy], prompts: list[str], side
     def encode(pixels: torch.Tensor) -> torch.Tensor:
         key = tensor_digest([pixels])
         if key not in encoded_pixels:
-            encoded_pixels[key] = vae.encode(pixels.movedim(0, -1)[None]).float().cpu()
+            encoded_pixels[key] = vae_encode(vae, pixels.movedim(0, -1)[None]).float().cpu()
         return encoded_pixels[key]
 
     with torch.inference_mode(False), torch.no_grad():
-        encoded = [clip.encode_from_tokens(clip.tokenize(p), return_pooled=True) for p in prompts]
+        encoded = [clip.encode_from_tokens(clip.tokenize(p), return_dict=True) for p in prompts]
         latents, conds = [], []
         for index, copy in enumerate(copies):
             comfy.model_management.throw_exception_if_processing_interrupted()
             latent = encode(copy.image)
             latents.append(base.process_latent_in(latent)[0])
-            embedding, pooled = encoded[copy.prompt]
+            conditioning = {key: moved(value) for key, value in encoded[copy.prompt].items() if value is not None}
             extra = {
-                "cross_attn": embedding.clone(),
+                **conditioning,
                 "width": side,
                 "height": side,
                 "device": torch.device("cpu"),
                 "noise": torch.zeros_like(latent),
             }
-            if pooled is not None:
-                extra["pooled_output"] = pooled.clone()
+            extra["cross_attn"] = extra.pop("cond")
             if inpainting:
                 extra["concat_latent_image"] = encode(masked_image(copy.image, copy.mask))
                 extra["concat_mask"] = copy.mask[None].clone()
-            conds.append({key: value.cond.clone() for key, value in base.extra_conds(**extra).items()})
+            conds.append({key: moved(value.cond) for key, value in base.extra_conds(**extra).items()})
             encoding.update_absolute(index + 1)
     LOG.info("DreamMix: %d training copies from %d distinct VAE encodes", len(copies), len(encoded_pixels))
     return latents, conds, inpainting
+
+
+def moved(value, device: torch.device | None = None):
+    """A conditioning value copied, or moved to `device`: a tensor, a list of them (reference latents), or a
+    constant (Z-Image's token count)."""
+    if torch.is_tensor(value):
+        return value.clone() if device is None else value.to(device)
+    if isinstance(value, list):
+        return [moved(item, device) for item in value]
+    return value
 
 
 @contextlib.contextmanager
@@ -196,7 +207,7 @@ def predictor(trainer, latents: list[torch.Tensor], conds: list[dict], dtype: to
         sigma = sampling.sigmas[timestep].reshape(1).to(device)
         noise = noise.to(device)
         x_t = sampling.noise_scaling(sigma, noise, x0)
-        kwargs = {key: value.to(device) for key, value in conds[index].items()}
+        kwargs = {key: moved(value, device) for key, value in conds[index].items()}
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             denoised = trainer.model.apply_model(x_t, sigma, transformer_options=transformer_options, **kwargs)
         prediction = (x_t - denoised.float()) / sigma.view(-1, 1, 1, 1)

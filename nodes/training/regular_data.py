@@ -176,6 +176,7 @@ def _generate(model, clip, vae, todo: list, side: int, options: _Sampling) -> No
             conds[prompt] = clip.encode_from_tokens_scheduled(clip.tokenize(prompt + options.background_suffix))
         seeds = [image_seed(options.seed, prompt, i) for _, _, i in batch]
         latent = torch.zeros(len(batch), vae.latent_channels, side // cell, side // cell)
+        latent = comfy.sample.fix_empty_latent_channels(model, latent)  # a video latent (Qwen-Image's) has frames
         noise = torch.cat([comfy.sample.prepare_noise(latent[:1], seed_i) for seed_i in seeds])
         callback = latent_preview.prepare_callback(model, options.steps)
         samples = comfy.sample.sample(

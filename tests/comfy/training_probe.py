@@ -1,10 +1,13 @@
 """Exercises the training nodes on a real ComfyUI in one process; prints one JSON line `TRAINING_PROBE {...}`.
 
-usage: python training_probe.py COMFYUI_PATH PACK_DIR CHECKPOINT_DIR WORK_DIR [sd15|sdxl|flux FLUX_DIR]
+usage: python training_probe.py COMFYUI_PATH PACK_DIR CHECKPOINT_DIR WORK_DIR [FAMILY [FLUX_DIR [QWEN_DIR]]]
+FAMILY is sd15, sdxl, flux (with FLUX_DIR) or qwen (with FLUX_DIR and QWEN_DIR).
 PACK_DIR is a custom_nodes-style folder whose name ComfyUI imports the pack under. `sd15` (default)
 runs every check on the tiny SD1.5 pair; `sdxl` trains on the tiny SDXL checkpoint and round-trips it;
 `flux` trains on each tiny FLUX diffusion model in FLUX_DIR (make_flux_models.py) with the tiny SD1.5
-checkpoint's CLIP-L as its text encoder, and round-trips the LoRAs.
+checkpoint's CLIP-L as its text encoder, and round-trips the LoRAs; `qwen` does the same on the tiny Qwen-Image DiT
+(with its Wan 2.1 VAE and tiny Qwen2.5-VL, make_qwen_models.py in QWEN_DIR) and the tiny Z-Image DiT (FLUX.1's VAE
+from FLUX_DIR, CLIP-L).
 Runs on the test device (device.py: CPU unless DREAMMIX_TEST_DEVICE=cuda). Calls ComfyUI's own
 LoraLoaderModelOnly to load the saved LoRA (a test may call other nodes).
 """
@@ -25,6 +28,8 @@ RESUME_STEPS = 10
 """Steps of the cancel-and-resume runs: the cancel lands between step 3 and 9 whenever the progress hook hears."""
 FLUX_MODELS = {"tiny_flux1": "tiny_flux1_vae", "tiny_flux1_fill": "tiny_flux1_vae", "tiny_flux2": "tiny_flux2_vae"}
 """The tiny FLUX diffusion models and their VAEs (make_flux_models.py); those this ComfyUI cannot detect are absent."""
+QWEN_MODELS = {"tiny_qwen_image": "tiny_wan21_vae", "tiny_z_image": "tiny_flux1_vae"}
+"""The tiny Qwen-Image and Z-Image DiTs and their VAEs (make_qwen_models.py, make_flux_models.py)."""
 
 
 class LogCapture(logging.Handler):
@@ -36,7 +41,9 @@ class LogCapture(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: str = "sd15", flux_dir: str = "") -> dict:
+def main(
+    comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: str = "sd15", flux_dir: str = "", qwen_dir=""
+) -> dict:
     sys.path.insert(0, comfyui)
     sys.argv = [sys.argv[0], *comfyui_device_flags()]
     import comfy.options
@@ -44,6 +51,7 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     comfy.options.enable_args_parsing()
     import comfy.model_management
     import comfy.model_sampling
+    import comfy.sample
     import comfy.sd
     import comfy.utils
     import folder_paths
@@ -72,7 +80,7 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
                 os.path.join(checkpoint_dir, name), output_vae=True, output_clip=True
             )[:3]
 
-    model, clip, vae = load("tiny_sd15.safetensors" if family == "flux" else f"tiny_{family}.safetensors")
+    model, clip, vae = load("tiny_sd15.safetensors" if family in ("flux", "qwen") else f"tiny_{family}.safetensors")
 
     # four subject "photos" of different sizes: a coloured square on a grey background
     generator = torch.Generator().manual_seed(0)
@@ -120,15 +128,17 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     def key_warnings() -> list[str]:
         return [line for line in capture.lines if "lora key not loaded" in line or "NOT LOADED" in line]
 
-    def output_of(patcher, prompt: str, latent_vae) -> torch.Tensor:
+    def output_of(patcher, prompt: str, latent_vae, text_encoder=None) -> torch.Tensor:
         """The model's denoised prediction for a fixed noisy latent (of `latent_vae`'s layout for a SIDE image) and
-        the prompt, the patcher's patches applied."""
+        the prompt (encoded by `text_encoder`, the tiny SD1.5's CLIP unless given), the patcher's patches applied."""
+        text_encoder = text_encoder or clip
         cell = latent_vae.spacial_compression_encode()
         shape = (1, latent_vae.latent_channels, SIDE // cell, SIDE // cell)
         x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+        x = comfy.sample.fix_empty_latent_channels(patcher, x)  # a video latent (Qwen-Image's) has one frame
         flow = isinstance(patcher.model.model_sampling, comfy.model_sampling.CONST)
         sigma = torch.tensor([0.5 if flow else 3.0])
-        context, pooled = clip.encode_from_tokens(clip.tokenize(prompt), return_pooled=True)
+        context, pooled = text_encoder.encode_from_tokens(text_encoder.tokenize(prompt), return_pooled=True)
         conds = patcher.model.extra_conds(
             cross_attn=context, pooled_output=pooled, width=SIDE, height=SIDE, noise=x, device=torch.device("cpu")
         )
@@ -139,13 +149,13 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
     def output(patcher, prompt: str) -> torch.Tensor:
         return output_of(patcher, prompt, vae)
 
-    def round_trip(trained, lora_file: str, prompt: str, base=None, base_vae=None) -> dict:
+    def round_trip(trained, lora_file: str, prompt: str, base=None, base_vae=None, text_encoder=None) -> dict:
         """The saved LoRA through ComfyUI's LoraLoaderModelOnly against the trained MODEL and the base."""
         if base is None:
             base, base_vae = model, vae
         loaded = nodes.LoraLoaderModelOnly().load_lora_model_only(base, lora_file, 1.0)[0]
         out_trained, out_loaded, out_base = (
-            output_of(patcher, prompt, base_vae) for patcher in (trained, loaded, base)
+            output_of(patcher, prompt, base_vae, text_encoder) for patcher in (trained, loaded, base)
         )
         keys = sorted(comfy.utils.load_torch_file(os.path.join(loras, lora_file)))
         return {
@@ -157,6 +167,8 @@ def main(comfyui: str, pack_dir: str, checkpoint_dir: str, work: str, family: st
 
     if family == "flux":
         return flux_checks(flux_dir, clip, run_train, output_of, round_trip, key_warnings, data_node)
+    if family == "qwen":
+        return qwen_checks(flux_dir, qwen_dir, clip, run_train, round_trip, key_warnings, data_node)
 
     if family == "sdxl":
         start = time.perf_counter()
@@ -467,6 +479,63 @@ def flux_checks(flux_dir: str, clip, run_train, output_of, round_trip, key_warni
     return report
 
 
+def qwen_checks(flux_dir: str, qwen_dir: str, clip_l, run_train, round_trip, key_warnings, data_node) -> dict:
+    """Per tiny Qwen-Image / Z-Image DiT: regular data generated with it, a short training run with that data, its
+    LoRA's keys and (Z-Image) the fused qkv rows it trained, the round trip through LoraLoaderModelOnly, and the
+    flow target. Qwen-Image's prompts go through the tiny Qwen2.5-VL (loaded as the test node loads it), Z-Image's
+    through CLIP-L (the tiny Z-Image reads a 768-wide context)."""
+    import comfy.sd
+    import comfy.utils
+    import folder_paths
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_nodes import DreamMixTestTextEncoderLoader
+
+    folder_paths.add_model_folder_path("text_encoders", os.path.join(qwen_dir, "text_encoders"))
+    with torch.inference_mode():
+        qwen_vl = DreamMixTestTextEncoderLoader().load("tiny_qwen25_7b.safetensors", "qwen_image")[0]
+    report: dict = {}
+    for unet, vae_name in QWEN_MODELS.items():
+        path = os.path.join(qwen_dir, "diffusion_models", f"{unet}.safetensors")
+        if not os.path.exists(path):
+            continue
+        vae_folder = qwen_dir if vae_name == "tiny_wan21_vae" else flux_dir
+        text_encoder = qwen_vl if unet == "tiny_qwen_image" else clip_l
+        with torch.inference_mode():  # as UNETLoader / VAELoader run in ComfyUI's executor
+            model = comfy.sd.load_diffusion_model(path)
+            vae = comfy.sd.VAE(
+                sd=comfy.utils.load_torch_file(os.path.join(vae_folder, "vae", f"{vae_name}.safetensors"))
+            )
+            dataset, regular_images, _ = data_node.execute(
+                model, text_encoder, vae, regular_prompts="a photo of a box", images_per_prompt=1,
+                dataset_folder=f"regular_{unet}", resolution=SIDE, steps=2, cfg=1.0, sampler_name="euler",
+                scheduler="simple", seed=0, background_suffix="", negative_prompt="", mask_threshold=0.15,
+            ).args  # fmt: skip
+        entry = {"regular_images_shape": list(regular_images.shape)}
+        recipe = dict(steps=4, learning_rate=1e-2, subject_copies=1, checkpoint_every=2, regular_dataset=dataset)
+        start = time.perf_counter()
+        trained, lora_file, _ = run_train(model, text_encoder, vae, lora_name=unet, **recipe)
+        entry["train_seconds"] = time.perf_counter() - start
+        entry |= round_trip(trained, lora_file, "a photo of a sks box", model, vae, text_encoder)
+        lora, metadata = comfy.utils.load_torch_file(
+            os.path.join(folder_paths.get_folder_paths("loras")[0], lora_file), return_metadata=True
+        )
+        entry["lora_keys"] = sorted(lora)
+        entry["recorded_family"] = json.loads(metadata["dreammix"])["family"]
+        if unet == "tiny_z_image":
+            up = lora["lora_unet_layers_0_attention_qkv.lora_up.weight"]
+            hidden = model.model.diffusion_model.dim
+            entry["qkv_up_nonzero"] = {
+                "q": int(torch.count_nonzero(up[:hidden])), "kv": int(torch.count_nonzero(up[hidden:]))
+            }  # fmt: skip
+            entry["hidden"], entry["qkv_rows"] = hidden, up.shape[0]
+        entry |= flow_target(model, text_encoder, vae, model.model.diffusion_model, train_node_module(data_node))
+        report[unet] = entry
+    report["key_warnings"] = key_warnings()
+    return report
+
+
 def train_node_module(node) -> str:
     """The pack's package name as ComfyUI imported it (the prefix of any of its node modules)."""
     return node.__module__.split(".nodes.")[0]
@@ -510,4 +579,4 @@ def flow_target(model, clip, vae, dit, package: str) -> dict:
 
 
 if __name__ == "__main__":
-    print("TRAINING_PROBE " + json.dumps(main(*sys.argv[1:7])))
+    print("TRAINING_PROBE " + json.dumps(main(*sys.argv[1:8])))

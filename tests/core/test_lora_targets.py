@@ -1,8 +1,10 @@
 """Which layers a subject LoRA adapts, and the fused FLUX layers held to their attention parts (lora_targets).
 
-The layer names and shapes are ComfyUI's FLUX.1 / FLUX.2 ones (comfy/ldm/flux/layers.py) and its UNet's, written
-out by hand with a hidden size of 8 and an MLP of 32; the expected parts are read off those layouts: q, k, v are
-the thirds of the first 3·8 rows, `linear2` reads the attention output in its first 8 columns.
+The layer names and shapes are ComfyUI's FLUX.1 / FLUX.2 ones (comfy/ldm/flux/layers.py), Qwen-Image's
+(comfy/ldm/qwen_image/model.py), Z-Image's (comfy/ldm/lumina/model.py) and its UNet's, written out by hand with a
+hidden size of 8 and an MLP of 32; the expected parts are read off those layouts: q, k, v are the thirds of FLUX's
+first 3·8 rows, `linear2` reads the attention output in its first 8 columns, and Z-Image's `attention.qkv` with 4
+query heads and 2 key-value heads of 2 holds q in rows 0-8, k in 8-12 and v in 12-16.
 """
 
 from __future__ import annotations
@@ -34,6 +36,24 @@ LAYERS = {  # name: (shape, part for k/v/out, part for q/k/v/out)
     "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_out.0": ((HIDDEN, HIDDEN), Part(), Part()),
     "diffusion_model.input_blocks.1.1.transformer_blocks.0.ff.net.0.proj": ((MLP, HIDDEN), None, None),
     "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0": ((HIDDEN, HIDDEN), Part(), Part()),  # diffusers
+    # Qwen-Image: image stream to_*, text stream add_*_proj / to_add_out
+    "diffusion_model.transformer_blocks.0.attn.to_q": ((HIDDEN, HIDDEN), None, Part()),
+    "diffusion_model.transformer_blocks.0.attn.to_k": ((HIDDEN, HIDDEN), Part(), Part()),
+    "diffusion_model.transformer_blocks.0.attn.to_v": ((HIDDEN, HIDDEN), Part(), Part()),
+    "diffusion_model.transformer_blocks.0.attn.to_out.0": ((HIDDEN, HIDDEN), Part(), Part()),
+    "diffusion_model.transformer_blocks.0.attn.add_q_proj": ((HIDDEN, HIDDEN), None, Part()),
+    "diffusion_model.transformer_blocks.0.attn.add_k_proj": ((HIDDEN, HIDDEN), Part(), Part()),
+    "diffusion_model.transformer_blocks.0.attn.add_v_proj": ((HIDDEN, HIDDEN), Part(), Part()),
+    "diffusion_model.transformer_blocks.0.attn.to_add_out": ((HIDDEN, HIDDEN), Part(), Part()),
+    "diffusion_model.transformer_blocks.0.img_mlp.net.0.proj": ((MLP, HIDDEN), None, None),
+    "diffusion_model.transformer_blocks.0.txt_mod.1": ((6 * HIDDEN, HIDDEN), None, None),
+    # Z-Image: grouped heads fused in attention.qkv, in the main layers and both refiners
+    "diffusion_model.layers.0.attention.qkv": ((16, HIDDEN), Part(rows=(8, 16)), Part(rows=(0, 16))),
+    "diffusion_model.noise_refiner.1.attention.qkv": ((16, HIDDEN), Part(rows=(8, 16)), Part(rows=(0, 16))),
+    "diffusion_model.context_refiner.0.attention.out": ((HIDDEN, HIDDEN), Part(), Part()),
+    "diffusion_model.layers.0.feed_forward.w1": ((MLP, HIDDEN), None, None),
+    "diffusion_model.layers.0.adaLN_modulation.0": ((4 * HIDDEN, HIDDEN), None, None),
+    "diffusion_model.cap_embedder.1": ((HIDDEN, 768), None, None),
 }
 
 
