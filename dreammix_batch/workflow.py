@@ -90,8 +90,8 @@ def load_workflow(path: str | Path) -> dict[str, Any]:
     return graph
 
 
-def _add_lora(graph: dict[str, Any], checkpoint: str, options: Options) -> None:
-    """Sets the workflow's LoRA loader, or inserts one after the checkpoint loader and rewires its consumers."""
+def _add_lora(graph: dict[str, Any], checkpoint: str | None, options: Options) -> None:
+    """Sets the workflow's LoRA loaders, or inserts one after the checkpoint loader and rewires its consumers."""
     loaders = [n for n in graph.values() if n["class_type"] in ("LoraLoader", "LoraLoaderModelOnly")]
     if loaders:
         for node in loaders:
@@ -100,6 +100,10 @@ def _add_lora(graph: dict[str, Any], checkpoint: str, options: Options) -> None:
             if "strength_clip" in node["inputs"]:
                 node["inputs"]["strength_clip"] = options.lora_strength
         return
+    if checkpoint is None:
+        raise DreamMixInputError(
+            "--lora needs a workflow with a LoRA loader or exactly one CheckpointLoaderSimple node to add one after."
+        )
     numeric = [int(nid) for nid in graph if str(nid).isdigit()]
     lora_id = str(max(numeric, default=0) + 1)
     outputs = (0,) if options.lora_model_only else (0, 1)
@@ -133,8 +137,8 @@ def prepare_graph(
         if getattr(options, name) is not None:
             inpaint[name] = getattr(options, name)
     graph[roles.save]["inputs"]["filename_prefix"] = prefix
-    if (options.ckpt or options.lora) and roles.checkpoint is None:
-        raise DreamMixInputError("--ckpt and --lora need a workflow with exactly one CheckpointLoaderSimple node.")
+    if options.ckpt and roles.checkpoint is None:
+        raise DreamMixInputError("--ckpt needs a workflow with exactly one CheckpointLoaderSimple node.")
     if options.ckpt:
         graph[roles.checkpoint]["inputs"]["ckpt_name"] = options.ckpt
     if options.lora:

@@ -198,7 +198,7 @@ def predictor(trainer, latents: list[torch.Tensor], conds: list[dict], dtype: to
     (x_t = x0 + sigma·eps) and the velocity's for a flow model (x_t = sigma·noise + (1 - sigma)·x0).
     """
     device = trainer.load_device
-    sampling = trainer.model.model_sampling
+    sampling = trainer.get_model_object("model_sampling")  # a ModelSamplingAuraFlow / Flux node's, if one is set
     flow = isinstance(sampling, comfy.model_sampling.CONST)
     transformer_options = trainer.model_options.get("transformer_options", {})
 
@@ -228,7 +228,7 @@ class ComfyTrainingHost:
         self.dtype = autocast_dtype(training_dtype, self.trainer.load_device)
         self.family = model_family(model)
         self.inpainting = is_inpainting_model(model)
-        self.num_timesteps = len(model.model.model_sampling.sigmas)
+        self.num_timesteps = len(model.get_model_object("model_sampling").sigmas)
 
     def native_side(self) -> int:
         return native_resolution(self.model)

@@ -319,6 +319,15 @@ class ComfyServer:
         suffix = "" if node_class is None else "/" + urllib.parse.quote(node_class)
         return self._get_json("/object_info" + suffix)
 
+    def workflow_templates(self) -> dict[str, list[str]]:
+        """GET /workflow_templates: custom-node folder name → the workflow names its template browser lists."""
+        return self._get_json("/workflow_templates")
+
+    def workflow_template(self, pack: str, name: str) -> dict[str, Any]:
+        """One listed template as the browser fetches it (GET /api/workflow_templates/<pack>/<name>.json)."""
+        path = f"/api/workflow_templates/{urllib.parse.quote(pack)}/{urllib.parse.quote(name)}.json"
+        return self._get_json(path)
+
     def queue_prompt(self, graph: dict[str, Any]) -> str:
         """POST an API-format graph; returns its prompt_id, raises PromptRejected if invalid."""
         try:

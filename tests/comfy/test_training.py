@@ -330,6 +330,17 @@ def test_z_image_fused_qkv_trains_only_key_and_value_rows(qwen_report: dict) -> 
 
 @pytest.mark.newest_only
 @pytest.mark.parametrize("unet", list(QWEN_LAYERS))
+def test_training_draws_noise_levels_from_a_model_sampling_node(qwen_report: dict, unet: str) -> None:
+    """With ModelSamplingAuraFlow in front of the trainer (shift 6 here; the Qwen-Image workflow sets 3.1), the DiT
+    sees that schedule's σ at the drawn timestep index, not the model's own (Qwen-Image's 1.15, Z-Image's 3)."""
+    entry = qwen_report[unet]
+    print(unet, "seen", entry["timestep_seen"], "patched", entry["patched_sigma"], "base", entry["base_sigma"])
+    assert abs(entry["patched_sigma"] - entry["base_sigma"]) > 1e-2
+    assert entry["timestep_seen"] == pytest.approx(entry["patched_sigma"], abs=1e-6)
+
+
+@pytest.mark.newest_only
+@pytest.mark.parametrize("unet", list(QWEN_LAYERS))
 def test_qwen_image_and_z_image_train_toward_the_velocity(qwen_report: dict, unet: str) -> None:
     """Both are flow models (Qwen-Image on FLUX's shifted schedule, Z-Image on the discrete flow with shift 3): the
     target is noise − x0 and the prediction the DiT's own output, as for FLUX."""

@@ -108,6 +108,16 @@ def test_api_twin_is_what_the_frontend_queues(name: str, object_info: ObjectInfo
     assert ui_to_api(load_ui(name), object_info) == api_without_meta(name)
 
 
+def test_the_template_browser_lists_and_serves_every_shipped_workflow(comfy_server: ComfyServer) -> None:
+    """ComfyUI's template browser lists the pack's example_workflows (the Qwen-Image and Z-Image ones among them) and
+    serves each file as shipped."""
+    pack = comfy_server.layout.pack_link.name
+    assert sorted(comfy_server.workflow_templates()[pack]) == list(SHIPPED)
+    assert {"dreammix_qwen_image_inpaint", "dreammix_z_image_train_subject"} <= set(SHIPPED)
+    for name in SHIPPED:
+        assert comfy_server.workflow_template(pack, name) == load_ui(name)
+
+
 def test_checks_catch_a_broken_workflow(object_info: ObjectInfo) -> None:
     """The checks above fail on the mistakes hand-edited workflows make: a lost seed control, a shifted link."""
     workflow = load_ui("dreammix_inpaint")

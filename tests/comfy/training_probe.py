@@ -531,9 +531,45 @@ def qwen_checks(flux_dir: str, qwen_dir: str, clip_l, run_train, round_trip, key
             }  # fmt: skip
             entry["hidden"], entry["qkv_rows"] = hidden, up.shape[0]
         entry |= flow_target(model, text_encoder, vae, model.model.diffusion_model, train_node_module(data_node))
+        entry |= shifted_schedule(model, text_encoder, vae, model.model.diffusion_model, train_node_module(data_node))
         report[unet] = entry
     report["key_warnings"] = key_warnings()
     return report
+
+
+def shifted_schedule(model, clip, vae, dit, package: str) -> dict:
+    """The noise level the trainer's predictor gives the DiT at the middle of its timestep table, on the model
+    patched by ModelSamplingAuraFlow (shift 6, far from both models' own shifts; the Qwen-Image workflow sets 3.1),
+    against the patched and the base schedules' σ there: training must draw from the schedule the workflow samples
+    with. The patched model is loaded as training loads it; run last, as loading it patches the shared base model."""
+    import comfy.model_management
+    import torch
+    from comfy_extras.nodes_model_advanced import ModelSamplingAuraFlow
+
+    training = sys.modules[f"{package}.nodes.training.comfy_training"]
+    from dreammix_core.training.data import Copy
+
+    with torch.inference_mode():  # as ComfyUI's executor runs nodes
+        patched = ModelSamplingAuraFlow().patch_aura(model, 6.0)[0]
+    copy = Copy(torch.rand(3, SIDE, SIDE), torch.ones(1, SIDE, SIDE), 0, False)
+    latents, conds, _ = training.encode_copies(patched, clip, vae, [copy], ["a photo of a sks box"], SIDE)
+    predict = training.predictor(patched, latents, conds, None)
+    base_sigmas = model.model.model_sampling.sigmas.clone()
+    patched_sigmas = patched.get_model_object("model_sampling").sigmas.clone()  # its own length (FLUX's: 10000)
+    index = len(patched_sigmas) // 2
+    comfy.model_management.load_models_gpu([patched], force_full_load=True)
+    seen: list[float] = []
+    hook = dit.register_forward_pre_hook(lambda module, args: seen.append(float(args[1].flatten()[0])))
+    try:
+        with torch.no_grad():
+            predict(0, torch.randn(latents[0][None].shape), index)
+    finally:
+        hook.remove()
+    return {
+        "timestep_seen": seen[0],
+        "patched_sigma": float(patched_sigmas[index]),
+        "base_sigma": float(base_sigmas[len(base_sigmas) // 2]),
+    }
 
 
 def train_node_module(node) -> str:

@@ -23,6 +23,7 @@ from tiny_metric_models import save_tiny_metric_models
 
 import dreammix_batch as batch
 from dreammix_batch.in_process import start_comfyui
+from dreammix_batch.workflow import Options, load_workflow, prepare_graph
 from dreammix_core.errors import DreamMixInputError
 
 WORKFLOWS = Path(batch.DEFAULT_WORKFLOW).parent
@@ -202,8 +203,17 @@ def test_a_workflow_that_only_previews_is_refused(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: the workflow '{path}' needs a SaveImage node fed by DreamMixInpaint.\n"
 
 
-@pytest.mark.parametrize("option", [["--ckpt", "mine.safetensors"], ["--lora", "subject.safetensors"]])
-def test_ckpt_and_lora_need_a_simple_checkpoint_loader(tmp_path, capsys, option):
+@pytest.mark.parametrize(
+    "option, says",
+    [
+        (["--ckpt", "mine.safetensors"], "--ckpt needs a workflow with exactly one CheckpointLoaderSimple node."),
+        (
+            ["--lora", "subject.safetensors"],
+            "--lora needs a workflow with a LoRA loader or exactly one CheckpointLoaderSimple node to add one after.",
+        ),
+    ],
+)
+def test_ckpt_and_lora_need_a_simple_checkpoint_loader(tmp_path, capsys, option, says):
     """A workflow that loads its checkpoint with CheckpointLoader (with a config) has no CheckpointLoaderSimple."""
 
     def edit(graph):
@@ -212,9 +222,19 @@ def test_ckpt_and_lora_need_a_simple_checkpoint_loader(tmp_path, capsys, option)
 
     path = edited_workflow(tmp_path, edit)
     assert run(tmp_path, "--server", UNREACHABLE, "--no-metrics", "--workflow", str(path), *option) == 2
-    assert capsys.readouterr().err == (
-        "error: --ckpt and --lora need a workflow with exactly one CheckpointLoaderSimple node.\n"
-    )
+    assert capsys.readouterr().err == f"error: {says}\n"
+
+
+@pytest.mark.parametrize("name", ["dreammix_qwen_image_inpaint", "dreammix_z_image_inpaint"])
+def test_lora_sets_the_loader_of_a_workflow_without_a_checkpoint_loader(name):
+    """The Qwen-Image and Z-Image workflows load their model with Load Diffusion Model and hold their own
+    LoraLoaderModelOnly: --lora names the file there, and no second loader is inserted."""
+    template = load_workflow(WORKFLOWS / f"{name}.json")
+    options = Options(lora="mine.safetensors", lora_strength=0.8)
+    graph = prepare_graph(template, "scene.png", "a sks dog", 3, "out", options)
+    (loader,) = [node for node in graph.values() if node["class_type"] == "LoraLoaderModelOnly"]
+    assert (loader["inputs"]["lora_name"], loader["inputs"]["strength_model"]) == ("mine.safetensors", 0.8)
+    assert set(graph) == set(template)
 
 
 # --- what the server lacks: refused before any prompt is queued (exit 1) ---------------------------
