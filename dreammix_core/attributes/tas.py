@@ -171,6 +171,7 @@ SLICES = {
     ("l", "t5xxl"): ("t5xxl",),  # FLUX.1: T5-XXL's tokens; CLIP-L gives only the pooled vector
     ("qwen3_4b",): ("qwen3_4b",),  # FLUX.2 Klein 4B (three layers), Z-Image (one)
     ("qwen3_8b",): ("qwen3_8b",),  # FLUX.2 Klein 9B
+    ("qwen25_7b",): ("qwen25_7b",),  # Qwen-Image and its Edit models: Qwen2.5-VL 7B
 }
 """Each family's encoders in the embedding's last dim, in order, keyed by its tokenizer keys; an encoder stacking
 several hidden layers has a slice per layer. A slice of a key without a CLIP width takes an equal share of what the
@@ -193,7 +194,8 @@ def encoder_slices(encoder: TokenEncoder, tokens: Tokens, width: int) -> list[tu
     if not keys or rest or (shared and share <= 0):
         raise DreamMixInputError(
             f"TAS supports the text encoders of SD1.5, SD2, SDXL, FLUX.1 (CLIP-L + T5-XXL), FLUX.2 Klein and Z-Image "
-            f"(Qwen3); this CLIP has encoders {sorted(tokens)} with embedding width {width}."
+            f"(Qwen3) and Qwen-Image (Qwen2.5-VL); this CLIP has encoders {sorted(tokens)} with embedding width "
+            f"{width}."
         )
     slices, begin = [], 0
     for key in keys:
@@ -201,6 +203,18 @@ def encoder_slices(encoder: TokenEncoder, tokens: Tokens, width: int) -> list[tu
         slices.append((key, begin, end))
         begin = end
     return slices
+
+
+def dropped_prefix(token_count: int, embedding: torch.Tensor) -> int:
+    """How many leading tokens the encoder left out of `embedding` (B, T, D), which then holds the last T of the
+    `token_count` tokens: Qwen-Image's encoder drops its system prompt; every other encoder drops none."""
+    dropped = token_count - embedding.shape[1]
+    if dropped < 0:
+        raise DreamMixInputError(
+            f"The text encoder gave {embedding.shape[1]} token embeddings for {token_count} tokens: TAS cannot tell "
+            f"which embedding is which token."
+        )
+    return dropped
 
 
 def template_tokens(encoder: TokenEncoder, key: str) -> list:
@@ -249,7 +263,8 @@ def attribute_directions(encoder: TokenEncoder, attributes: list[str], template:
     slices, positions = [], {}
     for key, begin, end in encoder_slices(encoder, text_tokens, embedding.shape[-1]):
         if key not in positions:  # Klein's three slices share one encoder's tokens
-            positions[key] = locate_attributes(encoder, key, text_tokens, attributes)
+            dropped = dropped_prefix(len(flat_tokens(text_tokens[key])[0]), embedding)
+            positions[key] = [p - dropped for p in locate_attributes(encoder, key, text_tokens, attributes)]
         slices.append((begin, end, embedding[0, positions[key], begin:end]))
     return slices, pooled
 
@@ -275,5 +290,8 @@ def substitute_attributes(
         pooled = extras.get("pooled_output")
         if pooled is not None and attribute_pooled is not None:
             extras["pooled_output"] = reject(pooled, orthonormal_basis(attribute_pooled), strength)
-        decomposed.append([decompose_tokens(embedding, content[: embedding.shape[1]], slices, strength), extras])
+        embedded = content[dropped_prefix(len(content), embedding) :]
+        if embedded.sum() != content.sum():
+            raise DreamMixInputError("The text encoder left some of the prompt's own tokens out of its embedding.")
+        decomposed.append([decompose_tokens(embedding, embedded, slices, strength), extras])
     return decomposed, plain

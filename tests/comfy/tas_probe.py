@@ -1,8 +1,9 @@
 """Measures TAS on a real ComfyUI CLIP; run under the ComfyUI python, prints one JSON line.
 
-usage: python tas_probe.py COMFYUI_PATH PACK_DIR (CHECKPOINT | sdxl | flux1 | klein)
-PACK_DIR is a custom_nodes-style folder whose name ComfyUI imports the pack under. flux1 and klein measure
-the DiTs' text encoders (CLIP-L + T5-XXL; Qwen3 4B) built in process from ComfyUI's classes at a small width.
+usage: python tas_probe.py COMFYUI_PATH PACK_DIR (CHECKPOINT | sdxl | flux1 | klein | z_image | qwen_image)
+PACK_DIR is a custom_nodes-style folder whose name ComfyUI imports the pack under. flux1, klein, z_image and
+qwen_image measure the DiTs' text encoders (CLIP-L + T5-XXL; Qwen3 4B for FLUX.2 Klein and for Z-Image; Qwen2.5-VL
+7B for Qwen-Image) built in process from ComfyUI's classes at a small width.
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ TINY_TEXT_ENCODERS = {
         "num_attention_heads": 2,
         "projection_dim": 64,
     },
+    # Qwen2.5-VL 7B's language model, two layers (its attention heads stay 128 wide: the config fixes head_dim).
+    "qwen25_7b_model_config": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+    },
     # 28 layers so that Klein's layers 9, 18 and 27 exist (the real Qwen3 4B has 36).
     "qwen3_4b_model_config": {
         "hidden_size": 32,
@@ -78,12 +87,14 @@ TINY_SDXL_ENCODERS = {
     f"clip_{key}_model_config": {"intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 2}
     for key in ("l", "g")
 }
-TINY_FAMILIES = ("sdxl", "flux1", "klein")
+TINY_FAMILIES = ("sdxl", "flux1", "klein", "z_image", "qwen_image")
 
 
 def tiny_clip(family: str):
-    """SDXL's CLIP-L + bigG, FLUX.1's CLIP-L + T5-XXL or FLUX.2 Klein's Qwen3 4B as ComfyUI builds them, small, with
-    seeded random weights (ComfyUI allocates layers uninitialised) and the real tokenizers."""
+    """SDXL's CLIP-L + bigG, FLUX.1's CLIP-L + T5-XXL, FLUX.2 Klein's or Z-Image's Qwen3 4B or Qwen-Image's Qwen2.5-VL
+    as ComfyUI builds them, small, with seeded random weights (ComfyUI allocates layers uninitialised; Qwen2.5-VL's
+    vision tower, full size whatever the config and unused by text prompts, is left as allocated) and the real
+    tokenizers."""
     import comfy.sd
     import comfy.sdxl_clip
     import comfy.text_encoders.flux as flux
@@ -95,13 +106,23 @@ def tiny_clip(family: str):
         options = TINY_SDXL_ENCODERS
     elif family == "flux1":
         clip_class, tokenizer = flux.flux_clip(), flux.FluxTokenizer
+    elif family == "qwen_image":
+        import comfy.text_encoders.qwen_image as qwen_image
+
+        clip_class, tokenizer = qwen_image.te(), qwen_image.QwenImageTokenizer
+    elif family == "z_image":
+        import comfy.text_encoders.z_image as z_image
+
+        clip_class, tokenizer = z_image.te(), z_image.ZImageTokenizer
     else:
         clip_class, tokenizer = flux.klein_te(), flux.KleinTokenizer
     target = type("Target", (), {"clip": clip_class, "tokenizer": tokenizer, "params": {}})
     clip = comfy.sd.CLIP(target, model_options=options)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for param in clip.cond_stage_model.parameters():
+        for name, param in clip.cond_stage_model.named_parameters():
+            if ".visual." in name:
+                continue
             param.copy_(torch.randn(param.shape, generator=generator) * 0.02 if param.ndim > 1 else 1.0)
     return clip
 
@@ -126,6 +147,14 @@ def expected_content(clip, key: str, tokens: list) -> list[bool]:
         for i in worded[:head] + worded[len(worded) - tail :]:
             content[i] = False
     return content
+
+
+def template_head_tokens(clip, key: str) -> int:
+    """The chat template's tokens before the prompt, counted with the Hugging Face tokenizer (0 without one)."""
+    template = getattr(clip.tokenizer, "llama_template", None)
+    if not template:
+        return 0
+    return len(hf_tokenizer(clip, key)(template.split("{}")[0], add_special_tokens=False)["input_ids"])
 
 
 def expected_positions(clip, key: str, text: str) -> list[int]:
@@ -159,6 +188,8 @@ def measure(tas, module, clip) -> dict:
     slices = core.encoder_slices(encoder, tokens, embedding.shape[-1])
     key = slices[0][0]
     content = torch.tensor(expected_content(clip, key, [t for chunk in tokens[key] for t in chunk]))
+    dropped = len(content) - embedding.shape[1]  # Qwen-Image's encoder leaves its template's head out
+    content = content[dropped:]
     directions, attribute_pooled = core.attribute_directions(encoder, ATTRIBUTES, TEMPLATE)
 
     def max_cos(vectors: torch.Tensor, against: torch.Tensor) -> float:
@@ -189,6 +220,8 @@ def measure(tas, module, clip) -> dict:
         "slices": names,
         "direction_rows": {name: int(rows.shape[0]) for name, (_, _, rows) in zip(names, directions)},
         "prompt_tokens": int(embedding.shape[1]),
+        "dropped_tokens": dropped,
+        "template_head_tokens": template_head_tokens(clip, key),
         "content_tokens": int(content.sum()),
         "max_cos_tokens": token_cos,
         "max_cos_tokens_before": before_cos,
@@ -208,7 +241,7 @@ def measure(tas, module, clip) -> dict:
 
 
 def main(comfyui: str, pack_dir: str, source: str) -> dict:
-    """`source`: a checkpoint file (SD1.5), or 'sdxl' / 'flux1' / 'klein' for those text encoders built here."""
+    """`source`: a checkpoint file (SD1.5), or one of TINY_FAMILIES for those text encoders built here."""
     sys.path.insert(0, comfyui)
     sys.argv = [sys.argv[0], *comfyui_device_flags()]
     import comfy.options

@@ -21,7 +21,7 @@ PROBE = Path(__file__).with_name("tas_probe.py")
 
 
 def run_tas_probe(install: ComfyInstall, source: Path | str, tmp_path: Path) -> dict:
-    """`source`: a checkpoint, or 'sdxl' / 'flux1' / 'klein' for those text encoders built in the probe."""
+    """`source`: a checkpoint, or 'sdxl' / 'flux1' / 'klein' / 'z_image' for those text encoders built in the probe."""
     return run_probe(install, PROBE, "TAS_PROBE", [str(source)], tmp_path)
 
 
@@ -53,8 +53,8 @@ def check_probe(report: dict, encoders: list[str], slices: list[str]) -> None:
         "no_clip": "DreamMixInputError: No CLIP is connected: a checkpoint without a text encoder cannot be used "
         "for TAS.",
         "sd3_text_encoders": "DreamMixInputError: TAS supports the text encoders of SD1.5, SD2, SDXL, FLUX.1 "
-        "(CLIP-L + T5-XXL), FLUX.2 Klein and Z-Image (Qwen3); this CLIP has encoders ['g', 'l', 't5xxl'] with "
-        "embedding width 4096.",
+        "(CLIP-L + T5-XXL), FLUX.2 Klein and Z-Image (Qwen3) and Qwen-Image (Qwen2.5-VL); this CLIP has encoders "
+        "['g', 'l', 't5xxl'] with embedding width 4096.",
         "vlm_folder_removed": "DreamMixInputError: The VLM folder 'removed_vlm' is no longer in models/vlm: refresh "
         "the node.",
         "image_of_no_image_shape": "DreamMixInputError: Unexpected image shape (8,).",
@@ -91,6 +91,31 @@ def test_tas_on_flux2_klein_qwen3(comfy_install, tmp_path) -> None:
     report = run_tas_probe(comfy_install, "klein", tmp_path)
     check_tas(report, ["qwen3_4b"], ["qwen3_4b[0:32]", "qwen3_4b[32:64]", "qwen3_4b[64:96]"], 7)
     assert report["prompt_tokens"] == 512 and report["max_cos_pooled"] is None
+
+
+@pytest.mark.newest_only  # Z-Image's text encoder came after v0.3.64
+def test_tas_on_z_image_qwen3(comfy_install, tmp_path) -> None:
+    """Z-Image: the embedding is Qwen3's penultimate layer alone (one slice), the prompt in Z-Image's own chat template
+    (user turn, then the assistant's opening), unpadded; no pooled vector. Qwen3 light+blue, polka+-+dotted, nylon
+    with their leading spaces: 7 rows, as for Klein's Qwen3."""
+    report = run_tas_probe(comfy_install, "z_image", tmp_path)
+    check_tas(report, ["qwen3_4b"], ["qwen3_4b[0:32]"], 7)
+    assert report["max_cos_pooled"] is None
+    # the template's tokens by hand: <|im_start|> user \n before; <|im_end|> \n <|im_start|> assistant \n after
+    assert report["prompt_tokens"] == report["content_tokens"] + 3 + 5
+
+
+def test_tas_on_qwen_image_qwen25_vl(comfy_install, tmp_path) -> None:
+    """Qwen-Image: the embedding is Qwen2.5-VL's last layer (one slice), and ComfyUI's encoder leaves the chat
+    template's head (the system turn and the user turn's opening) out of it: TAS reads the embedding as the tokens'
+    tail, which the probe counts on its own with the Hugging Face tokenizer. Qwen2.5's tokens of light+blue,
+    polka+-+dotted, nylon with their leading spaces: 7 rows."""
+    report = run_tas_probe(comfy_install, "qwen_image", tmp_path)
+    check_tas(report, ["qwen25_7b"], ["qwen25_7b[0:32]"], 7)
+    assert report["max_cos_pooled"] is None
+    assert report["dropped_tokens"] == report["template_head_tokens"] > 0
+    # what is left of the template by hand: <|im_end|> \n <|im_start|> assistant \n after the prompt
+    assert report["prompt_tokens"] == report["content_tokens"] + 5
 
 
 def attribute_graph(typed: str) -> dict:

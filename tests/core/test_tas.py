@@ -213,6 +213,47 @@ def test_substitution_on_a_two_encoder_model_by_hand() -> None:
     torch.testing.assert_close(decomposed[0][1]["pooled_output"][0].double(), expected_pooled, atol=1e-4, rtol=0)
 
 
+class ToyQwenImageEncoder(ToySdxlEncoder):
+    """Qwen-Image's layout: one encoder ("qwen25_7b", 16 wide), the prompt inside a chat template (a 5-token system
+    turn and the user turn's opening before it, 2 tokens after, word id 0), and an embedding that, as ComfyUI's
+    Qwen-Image encoder does, leaves out the system turn: it starts at the user turn's opening (token 3)."""
+
+    WIDTHS = {"qwen25_7b": 16}
+    BEFORE, AFTER, DROPPED = ["<s>", "describe", "<e>", "<u>", "user"], ["<e>", "<a>"], 3
+
+    def tokenize(self, text: str) -> dict:
+        words = [(self.vocab.setdefault(word, len(self.vocab) + 2), i + 1) for i, word in enumerate(text.split())]
+        marks = [(self.vocab.setdefault(word, len(self.vocab) + 2), 0) for word in self.BEFORE + self.AFTER]
+        chunk = marks[: len(self.BEFORE)] + words + marks[len(self.BEFORE) :]
+        return {"qwen25_7b": [[(token, 1.0, word) for token, word in chunk]]}
+
+    def encode(self, tokens: dict) -> tuple[torch.Tensor, None]:
+        rows = self.tables["qwen25_7b"][[token for token, _, _ in tokens["qwen25_7b"][0]]]
+        return (rows + 0.3 * rows.mean(dim=0))[None, self.DROPPED :], None
+
+    def encode_scheduled(self, tokens: dict) -> list:
+        return [[self.encode(tokens)[0], {}]]
+
+
+def test_an_encoder_that_leaves_its_system_prompt_out_is_read_from_the_end() -> None:
+    """On Qwen-Image's layout the embedding's row i is token i + 3: the prompt's 7 words are rows 2-8 (tokens 5-11)
+    and lose their projection on the span of the attribute words' rows (least squares here); the template rows
+    stay as they were."""
+    encoder = ToyQwenImageEncoder()
+    prompt, attributes = "a photo of a red sks backpack", ["light blue", "nylon"]
+    decomposed, plain = substitute_attributes(encoder, prompt, attributes, "a photo of a sks {attributes}", 1.0)
+    embedding = plain[0][0][0].double()
+    assert embedding.shape[0] == 5 + 7 + 2 - 3
+
+    text, _ = encoder.encode(encoder.tokenize("a photo of a sks light blue nylon"))
+    span = text[0, [7, 8, 9]].double().T  # tokens 10-12 (light, blue, nylon) after the 3 left out
+    content = embedding[2:9].T  # the prompt's words: tokens 5-11
+    expected = embedding.clone()
+    expected[2:9] = (content - span @ torch.linalg.lstsq(span, content).solution).T
+    torch.testing.assert_close(decomposed[0][0][0].double(), expected, atol=1e-5, rtol=0)
+    assert torch.equal(decomposed[0][0][0, [0, 1, 9, 10]], plain[0][0][0, [0, 1, 9, 10]])
+
+
 class StackedLayers:
     """Only what slicing asks of an encoder: how many hidden layers each key stacks."""
 
