@@ -408,18 +408,7 @@ def flux_checks(flux_dir: str, clip, run_train, output_of, round_trip, key_warni
             for name, layer in dit.named_modules()
             if name.endswith(("img_attn.qkv", "linear1"))
         ]
-        with torch.inference_mode():  # as ComfyUI's executor runs nodes
-            dataset, regular_images, _ = data_node.execute(
-                model, clip, vae, regular_prompts="a photo of a box", images_per_prompt=1,
-                dataset_folder=f"regular_{unet}", resolution=SIDE, steps=2, cfg=1.0, sampler_name="euler",
-                scheduler="simple", seed=0, background_suffix="", negative_prompt="", mask_threshold=0.15,
-            ).args  # fmt: skip
-        entry = {"regular_images_shape": list(regular_images.shape)}
-        recipe = dict(steps=4, learning_rate=1e-2, subject_copies=1, checkpoint_every=2, regular_dataset=dataset)
-        start = time.perf_counter()
-        trained, lora_file, _ = run_train(model, clip, vae, lora_name=unet, **recipe)
-        entry["train_seconds"] = time.perf_counter() - start
-        entry |= round_trip(trained, lora_file, "a photo of a sks box", model, vae)
+        recipe, lora_file, entry = train_on_own_regular_data(model, clip, vae, unet, data_node, run_train, round_trip)
         lora = comfy.utils.load_torch_file(os.path.join(folder_paths.get_folder_paths("loras")[0], lora_file))
         entry["lora_keys"] = sorted(lora)
         hidden = dit.hidden_size
@@ -479,6 +468,26 @@ def flux_checks(flux_dir: str, clip, run_train, output_of, round_trip, key_warni
     return report
 
 
+def train_on_own_regular_data(model, clip, vae, unet: str, data_node, run_train, round_trip) -> tuple:
+    """Regular data generated with the model, a short training run with it, and the round trip of its LoRA through
+    LoraLoaderModelOnly: (the training inputs, the LoRA file name, the report entry so far)."""
+    import torch
+
+    with torch.inference_mode():  # as ComfyUI's executor runs nodes
+        dataset, regular_images, _ = data_node.execute(
+            model, clip, vae, regular_prompts="a photo of a box", images_per_prompt=1,
+            dataset_folder=f"regular_{unet}", resolution=SIDE, steps=2, cfg=1.0, sampler_name="euler",
+            scheduler="simple", seed=0, background_suffix="", negative_prompt="", mask_threshold=0.15,
+        ).args  # fmt: skip
+    entry = {"regular_images_shape": list(regular_images.shape)}
+    recipe = dict(steps=4, learning_rate=1e-2, subject_copies=1, checkpoint_every=2, regular_dataset=dataset)
+    start = time.perf_counter()
+    trained, lora_file, _ = run_train(model, clip, vae, lora_name=unet, **recipe)
+    entry["train_seconds"] = time.perf_counter() - start
+    entry |= round_trip(trained, lora_file, "a photo of a sks box", model, vae, clip)
+    return recipe, lora_file, entry
+
+
 def qwen_checks(flux_dir: str, qwen_dir: str, clip_l, run_train, round_trip, key_warnings, data_node) -> dict:
     """Per tiny Qwen-Image / Z-Image DiT: regular data generated with it, a short training run with that data, its
     LoRA's keys and (Z-Image) the fused qkv rows it trained, the round trip through LoraLoaderModelOnly, and the
@@ -507,17 +516,9 @@ def qwen_checks(flux_dir: str, qwen_dir: str, clip_l, run_train, round_trip, key
             vae = comfy.sd.VAE(
                 sd=comfy.utils.load_torch_file(os.path.join(vae_folder, "vae", f"{vae_name}.safetensors"))
             )
-            dataset, regular_images, _ = data_node.execute(
-                model, text_encoder, vae, regular_prompts="a photo of a box", images_per_prompt=1,
-                dataset_folder=f"regular_{unet}", resolution=SIDE, steps=2, cfg=1.0, sampler_name="euler",
-                scheduler="simple", seed=0, background_suffix="", negative_prompt="", mask_threshold=0.15,
-            ).args  # fmt: skip
-        entry = {"regular_images_shape": list(regular_images.shape)}
-        recipe = dict(steps=4, learning_rate=1e-2, subject_copies=1, checkpoint_every=2, regular_dataset=dataset)
-        start = time.perf_counter()
-        trained, lora_file, _ = run_train(model, text_encoder, vae, lora_name=unet, **recipe)
-        entry["train_seconds"] = time.perf_counter() - start
-        entry |= round_trip(trained, lora_file, "a photo of a sks box", model, vae, text_encoder)
+        _, lora_file, entry = train_on_own_regular_data(
+            model, text_encoder, vae, unet, data_node, run_train, round_trip
+        )
         lora, metadata = comfy.utils.load_torch_file(
             os.path.join(folder_paths.get_folder_paths("loras")[0], lora_file), return_metadata=True
         )
