@@ -1,5 +1,5 @@
 """The benchmarks' models: a checkpoint as Load Checkpoint loads it, or a diffusion model with its own text encoder
-and VAE as Load Diffusion Model, Load CLIP and Load VAE load them (FLUX.1, FLUX.1 Fill, FLUX.2).
+and VAE as Load Diffusion Model, Load CLIP and Load VAE load them (FLUX.1, FLUX.1 Fill, FLUX.2, Qwen-Image, Z-Image).
 
 Import after ComfyUI is on sys.path. Everything loads under inference mode, as ComfyUI's executor runs loaders.
 """
@@ -7,6 +7,7 @@ Import after ComfyUI is on sys.path. Everything loads under inference mode, as C
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,23 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "text encoder is used (e.g. tiny_sd15's CLIP-L for the test DiTs, which take 768-wide conditioning)",
     )
     parser.add_argument("--clip-type", default="checkpoint", help="Load CLIP's type (flux2, ...) or checkpoint")
+
+
+TEST_CONFIG = "dreammix_test_config"
+"""The metadata key of the tests' shrunk text encoders (tests/comfy/make_qwen_models.py), which Load CLIP would build
+at full size."""
+
+
+def shrunk_text_encoder(path: Path, clip_type: str):
+    """A shrunk test text encoder, loaded by the tests' own loader node (ComfyUI's loading code with the file's
+    config)."""
+    import folder_paths
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "comfy"))
+    from test_nodes import DreamMixTestTextEncoderLoader
+
+    folder_paths.add_model_folder_path("text_encoders", str(path.parent.resolve()))
+    return DreamMixTestTextEncoderLoader().load(path.name, clip_type)[0]
 
 
 def model_name(args: argparse.Namespace) -> str:
@@ -53,6 +71,8 @@ def load_models(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(args.vae)))
         if args.clip_type == "checkpoint":
             clip = comfy.sd.load_checkpoint_guess_config(str(args.clip), output_vae=False, output_clip=True)[1]
+        elif TEST_CONFIG in (comfy.utils.load_torch_file(str(args.clip), return_metadata=True)[1] or {}):
+            clip = shrunk_text_encoder(args.clip, args.clip_type)
         else:
             clip = comfy.sd.load_clip(
                 ckpt_paths=[str(args.clip)],

@@ -3,7 +3,8 @@
 Most denoisers have one linear layer per projection, so a recipe names whole layers: a UNet's (SD1.5, SD2, SDXL)
 `attn1.to_k`, ...; Qwen-Image's MMDiT blocks (ComfyUI's and diffusers' names alike), whose image stream has
 `attn.to_k`, `attn.to_v`, `attn.to_out.0` and whose text stream has `attn.add_k_proj`, `attn.add_v_proj`,
-`attn.to_add_out`. The FLUX DiTs (FLUX.1, FLUX.1 Fill, FLUX.2) and Z-Image fuse them:
+`attn.to_add_out`; diffusers' Z-Image, whose blocks name them `attention.to_k`, ... The FLUX DiTs (FLUX.1,
+FLUX.1 Fill, FLUX.2) and ComfyUI's Z-Image fuse them:
 
 * a FLUX double block's `img_attn.qkv` / `txt_attn.qkv` stack q, k and v along their output rows (thirds of
   3·h, h the hidden size = the input width); its `img_attn.proj` / `txt_attn.proj` is the attention output;
@@ -30,8 +31,8 @@ import torch
 KV_OUT = "attention k, v, out (DreamMix)"
 QKV_OUT = "attention q, k, v, out"
 PROJECTION_TARGETS = {
-    KV_OUT: r"\.attn\d*\.(to_k|to_v|to_out\.0|add_k_proj|add_v_proj|to_add_out)$",
-    QKV_OUT: r"\.attn\d*\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)$",
+    KV_OUT: r"\.(attn\d*|attention)\.(to_k|to_v|to_out\.0|add_k_proj|add_v_proj|to_add_out)$",
+    QKV_OUT: r"\.(attn\d*|attention)\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)$",
 }
 """The recipes (their names are the training node's choices, kept for saved workflows) as the unfused projection
 layers they adapt, a regular expression searched in the module name (ComfyUI and diffusers name them alike)."""

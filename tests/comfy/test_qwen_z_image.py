@@ -91,6 +91,30 @@ def test_inpaint_on_a_window_with_variations_keeps_the_background_exact(
     assert (first[mask] != second[mask]).any()  # two variations, two samples
 
 
+@pytest.mark.parametrize("unet", FAMILIES)
+def test_a_batch_of_scenes_keeps_each_background_and_matches_each_scene_alone(
+    unet: str, comfy_server: ComfyServer, qwen_folder: Path, scene_image: str
+) -> None:
+    """Two scenes (the test scene and its mirror image) with one mask: one result each, exact outside mask and
+    feather against its own scene, the second what it gives alone (up to batched rounding). On Qwen-Image the two
+    scenes must not become two frames of one video latent (Wan's VAE)."""
+    available(qwen_folder, unet)
+    rgb, mask = scene(*SIZE), subject_mask(*SIZE)
+    mirrored = np.ascontiguousarray(rgb[:, ::-1])
+    second = comfy_server.upload_image(mirrored, f"dreammix_qwen_scene_mirrored_{unet}.png")
+    graph = inpaint_graph(unet, scene_image, f"scenes_{unet}")
+    graph["second"] = {"class_type": "LoadImage", "inputs": {"image": second}}
+    graph["scenes"] = {"class_type": "ImageBatch", "inputs": {"image1": ["img", 0], "image2": ["second", 0]}}
+    graph["result"]["inputs"]["image"] = ["scenes", 0]
+    first_result, second_result = results(comfy_server, graph)
+    assert_background_exact(first_result, rgb, mask)
+    assert_background_exact(second_result, mirrored, mask)
+    graph["result"]["inputs"]["image"] = ["second", 0]
+    (alone,) = results(comfy_server, graph)
+    difference = np.abs(second_result.astype(int) - alone.astype(int))
+    assert difference.max() <= 1 and (difference == 0).mean() > 0.99
+
+
 def test_qwen_image_granular_chain_is_the_one_shot_node(
     comfy_server: ComfyServer, qwen_folder: Path, scene_image: str
 ) -> None:

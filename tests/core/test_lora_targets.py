@@ -14,7 +14,7 @@ import torch
 
 from dreammix_core.training.data import MixSampler
 from dreammix_core.training.loop import Example, LoopSettings, train
-from dreammix_core.training.lora_targets import KV_OUT, QKV_OUT, Part, adapted_part, restrict
+from dreammix_core.training.lora_targets import KV_OUT, PROJECTION_TARGETS, QKV_OUT, Part, adapted_part, restrict
 from dreammix_core.training.loss import flow_velocity
 
 HIDDEN, MLP = 8, 32
@@ -146,3 +146,52 @@ def test_flow_velocity_is_the_noisy_latents_derivative_in_sigma() -> None:
 
     derivative = (noisy(0.4 + 1e-4) - noisy(0.4 - 1e-4)) / 2e-4
     torch.testing.assert_close(flow_velocity(noise, latent), derivative, rtol=1e-8, atol=1e-8)
+
+
+def tiny_qwen_image() -> torch.nn.Module:
+    from diffusers import QwenImageTransformer2DModel
+
+    return QwenImageTransformer2DModel(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=1, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=16, axes_dims_rope=(2, 2, 4),
+    )  # fmt: skip
+
+
+def tiny_z_image() -> torch.nn.Module:
+    from diffusers import ZImageTransformer2DModel
+
+    return ZImageTransformer2DModel(
+        dim=64, n_layers=1, n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=32, axes_dims=[8, 12, 12],
+        axes_lens=[64, 32, 32],
+    )  # fmt: skip
+
+
+DIFFUSERS_DITS = {  # the DreamMix recipe's layers in diffusers' one-block models, by hand
+    "Qwen-Image": (
+        tiny_qwen_image,
+        {f"transformer_blocks.0.attn.{name}" for name in ("to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj",
+                                                          "to_add_out")},
+    ),
+    "Z-Image": (
+        tiny_z_image,
+        {f"{block}.attention.{name}" for block in ("layers.0", "noise_refiner.0", "context_refiner.0")
+         for name in ("to_k", "to_v", "to_out.0")},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", DIFFUSERS_DITS)
+def test_the_recipe_on_diffusers_dits_and_through_peft(family: str) -> None:
+    """diffusers' Qwen-Image and Z-Image DiTs keep each projection its own layer: the DreamMix recipe adapts the
+    whole key, value and output layers of every attention (both streams of Qwen-Image's), nothing else, and peft
+    given the recipe's pattern (as the diffusers host gives it) puts its LoRA on exactly those layers."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    build, expected = DIFFUSERS_DITS[family]
+    model = build()
+    linears = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    parts = {name: adapted_part(name, tuple(module.weight.shape), KV_OUT) for name, module in linears.items()}
+    assert {name for name, part in parts.items() if part is not None} == expected
+    assert {parts[name] for name in expected} == {Part()}
+    inject_adapter_in_model(LoraConfig(r=2, target_modules=".*" + PROJECTION_TARGETS[KV_OUT]), model)
+    assert {name.removesuffix(".lora_A") for name, _ in model.named_modules() if name.endswith(".lora_A")} == expected
