@@ -36,7 +36,7 @@ if [ "$device" = cuda ]; then
     klein_model=bench_flux2_klein4b
     tests=(tests/comfy/test_flux.py tests/comfy/test_variations.py tests/comfy/test_gch_window.py
         tests/comfy/test_progress.py tests/comfy/test_quick_start.py tests/comfy/test_training.py
-        tests/comfy/test_klein_workflow.py)
+        tests/comfy/test_klein_workflow.py tests/comfy/test_qwen_z_image.py)
     sdxl=(--ckpt fullsize_sdxl.safetensors --size 1024)
     inference=("sdxl:${sdxl[*]} --steps 20 --cfg 5 --repeats 2" "klein:KLEIN --size 1024 --steps 4 --cfg 1 --scheduler simple --repeats 2")
     training=("sdxl:${sdxl[*]} --steps 10 --gradient-checkpointing" "klein:KLEIN --size 1024 --steps 10 --gradient-checkpointing")
