@@ -62,7 +62,12 @@ class FluxDiffusersBackend:
             raise TypeError(f"{type(scheduler).__name__} is not a flow-matching scheduler: use FlowMatchEulerDiscrete.")
         self.transformer, self.vae, self.scheduler = transformer, vae, scheduler
         self.positive, self.local_positive, self.guidance = positive, local_positive, guidance
-        self.spatial_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.spatial_factor = self.vae_scale(vae)
+
+    @staticmethod
+    def vae_scale(vae) -> int:
+        """Pixels per latent cell of the VAE's config (FluxPipeline's vae_scale_factor)."""
+        return 2 ** (len(vae.config.block_out_channels) - 1)
 
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
