@@ -88,3 +88,19 @@ def tiny_sd_pipeline(in_channels: int = 4):
         vae=tiny_vae(), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=tiny_scheduler(),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )  # fmt: skip
+
+
+def assert_dreammix_keeps_the_background_exact(backend, steps: int = 4) -> None:
+    """DreamMix on a seeded 200x136 scene with a 50x50 mask near its right edge: the result has the scene's shape,
+    its pixels beyond mask + the default 32-pixel feather are the scene's exactly, and the mask was generated."""
+    from dreammix_core import InpaintSettings, dreammix_inpaint
+
+    image = torch.rand(1, 136, 200, 3, generator=torch.Generator().manual_seed(4))
+    mask = torch.zeros(1, 136, 200)
+    mask[:, 40:90, 120:170] = 1
+    result = dreammix_inpaint(backend, image, mask, InpaintSettings(steps=steps, resolution=128, seed=1))
+    assert result.shape == image.shape
+    far = torch.ones_like(mask, dtype=torch.bool)
+    far[:, 40 - 32 : 90 + 32, 120 - 32 : 170 + 32] = False
+    assert torch.equal(result[far], image[far])
+    assert not torch.equal(result[mask.bool()], image[mask.bool()])
