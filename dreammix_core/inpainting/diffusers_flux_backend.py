@@ -81,11 +81,16 @@ class FluxDiffusersBackend:
         images = self.vae.decode(latent.to(self.vae.device, self.vae.dtype)).sample.to(torch.float32)
         return ((images + 1) / 2).clamp(0, 1).movedim(1, -1).cpu()
 
-    def _velocity(self, x: torch.Tensor, sigma: torch.Tensor, prompt: FluxPrompt) -> torch.Tensor:
+    def _velocity(self, x: torch.Tensor, sigma: torch.Tensor, prompt) -> torch.Tensor:
         """The model's velocity at `x`; an odd latent side is padded by one repeated row or column for the 2x2
         patches and cropped off again (as ComfyUI pads to the patch size)."""
         rows, cols = x.shape[-2:]
         x = F.pad(x, (0, cols % 2, 0, rows % 2), mode="replicate")
+        return self._model_velocity(x, sigma, prompt)[..., :rows, :cols]
+
+    def _model_velocity(self, x: torch.Tensor, sigma: torch.Tensor, prompt: FluxPrompt) -> torch.Tensor:
+        """The velocity at `x` (even sides) from the transformer called as FluxPipeline calls it; the one piece a
+        flow family's backend replaces."""
         height, width = x.shape[-2:]
         device, dtype = self.transformer.device, self.transformer.dtype
         guidance = None
@@ -100,7 +105,7 @@ class FluxDiffusersBackend:
             txt_ids=torch.zeros(prompt.tokens.shape[1], 3, device=device),
             guidance=guidance,
         ).sample
-        return unpack(out.to(torch.float32).cpu(), height, width)[..., :rows, :cols]
+        return unpack(out.to(torch.float32).cpu(), height, width)
 
     @torch.no_grad()
     def denoise(self, stage: Stage) -> StageResult:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .diffusers_flux_backend import FluxDiffusersBackend, pack, unpack
 
@@ -55,11 +54,8 @@ class QwenImageDiffusersBackend(FluxDiffusersBackend):
         images = self.vae.decode(latent.to(self.vae.device, self.vae.dtype)).sample[:, :, 0].to(torch.float32)
         return ((images + 1) / 2).clamp(0, 1).movedim(1, -1).cpu()
 
-    def _velocity(self, x: torch.Tensor, sigma: torch.Tensor, prompt: QwenImagePrompt) -> torch.Tensor:
-        """The transformer's velocity at `x`, called as QwenImagePipeline calls it (timestep = σ); an odd latent side
-        is padded as FLUX's is."""
-        rows, cols = x.shape[-2:]
-        x = F.pad(x, (0, cols % 2, 0, rows % 2), mode="replicate")
+    def _model_velocity(self, x: torch.Tensor, sigma: torch.Tensor, prompt: QwenImagePrompt) -> torch.Tensor:
+        """The transformer's velocity at `x`, called as QwenImagePipeline calls it (timestep = σ)."""
         batch, height, width = x.shape[0], *x.shape[-2:]
         device, dtype = self.transformer.device, self.transformer.dtype
         out = self.transformer(
@@ -70,4 +66,4 @@ class QwenImageDiffusersBackend(FluxDiffusersBackend):
             img_shapes=[[(1, height // 2, width // 2)]] * batch,
             return_dict=False,
         )[0]
-        return unpack(out.to(torch.float32).cpu(), height, width)[..., :rows, :cols]
+        return unpack(out.to(torch.float32).cpu(), height, width)

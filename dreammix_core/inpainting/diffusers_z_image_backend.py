@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .diffusers_flux_backend import FluxDiffusersBackend
 
@@ -28,11 +27,8 @@ class ZImageDiffusersBackend(FluxDiffusersBackend):
                  local_positive: ZImagePrompt | None = None) -> None:  # fmt: skip
         super().__init__(transformer, vae, scheduler, positive, guidance=0.0, local_positive=local_positive)
 
-    def _velocity(self, x: torch.Tensor, sigma: torch.Tensor, prompt: ZImagePrompt) -> torch.Tensor:
-        """The flow velocity at `x` from the transformer called as ZImagePipeline calls it; an odd latent side is
-        padded for the 2x2 patches as FLUX's is."""
-        rows, cols = x.shape[-2:]
-        x = F.pad(x, (0, cols % 2, 0, rows % 2), mode="replicate")
+    def _model_velocity(self, x: torch.Tensor, sigma: torch.Tensor, prompt: ZImagePrompt) -> torch.Tensor:
+        """The flow velocity at `x` from the transformer called as ZImagePipeline calls it."""
         device, dtype = self.transformer.device, self.transformer.dtype
         out = self.transformer(
             list(x.to(device, dtype).unsqueeze(2).unbind(0)),
@@ -40,4 +36,4 @@ class ZImageDiffusersBackend(FluxDiffusersBackend):
             [prompt.tokens.to(device, dtype)] * x.shape[0],
             return_dict=False,
         )[0]
-        return -torch.stack([item.to(torch.float32) for item in out]).squeeze(2).cpu()[..., :rows, :cols]
+        return -torch.stack([item.to(torch.float32) for item in out]).squeeze(2).cpu()
