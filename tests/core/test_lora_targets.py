@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import tiny_qwen_image, tiny_z_image
 
 from dreammix_core.training.data import MixSampler
 from dreammix_core.training.loop import Example, LoopSettings, train
@@ -146,24 +147,6 @@ def test_flow_velocity_is_the_noisy_latents_derivative_in_sigma() -> None:
 
     derivative = (noisy(0.4 + 1e-4) - noisy(0.4 - 1e-4)) / 2e-4
     torch.testing.assert_close(flow_velocity(noise, latent), derivative, rtol=1e-8, atol=1e-8)
-
-
-def tiny_qwen_image() -> torch.nn.Module:
-    from diffusers import QwenImageTransformer2DModel
-
-    return QwenImageTransformer2DModel(
-        patch_size=2, in_channels=16, out_channels=4, num_layers=1, attention_head_dim=8, num_attention_heads=2,
-        joint_attention_dim=16, axes_dims_rope=(2, 2, 4),
-    )  # fmt: skip
-
-
-def tiny_z_image() -> torch.nn.Module:
-    from diffusers import ZImageTransformer2DModel
-
-    return ZImageTransformer2DModel(
-        dim=64, n_layers=1, n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=32, axes_dims=[8, 12, 12],
-        axes_lens=[64, 32, 32],
-    )  # fmt: skip
 
 
 DIFFUSERS_DITS = {  # the DreamMix recipe's layers in diffusers' one-block models, by hand

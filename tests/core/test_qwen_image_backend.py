@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
-from tiny_models import assert_dreammix_keeps_the_background_exact
+from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler
+from tiny_models import FLOW_CHANNELS as CHANNELS
+from tiny_models import assert_dreammix_keeps_the_background_exact, tiny_qwen_image
 
 from dreammix_core import Stage
 from dreammix_core.inpainting.diffusers_qwen_image_backend import QwenImageDiffusersBackend, QwenImagePrompt
-
-CHANNELS = 4
-
-
-def tiny_qwen_image() -> QwenImageTransformer2DModel:
-    torch.manual_seed(3)
-    return QwenImageTransformer2DModel(
-        patch_size=2, in_channels=4 * CHANNELS, out_channels=CHANNELS, num_layers=1, attention_head_dim=8,
-        num_attention_heads=2, joint_attention_dim=16, axes_dims_rope=(2, 2, 4),
-    ).eval()  # fmt: skip
 
 
 def tiny_qwen_vae() -> AutoencoderKLQwenImage:

@@ -4,21 +4,12 @@ with ZImagePipeline's own call and schedule as the reference."""
 from __future__ import annotations
 
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
-from tiny_models import assert_dreammix_keeps_the_background_exact, tiny_vae
+from diffusers import FlowMatchEulerDiscreteScheduler
+from tiny_models import FLOW_CHANNELS as CHANNELS
+from tiny_models import assert_dreammix_keeps_the_background_exact, tiny_vae, tiny_z_image
 
 from dreammix_core import Stage
 from dreammix_core.inpainting.diffusers_z_image_backend import ZImageDiffusersBackend, ZImagePrompt
-
-CHANNELS = 4
-
-
-def tiny_z_image() -> ZImageTransformer2DModel:
-    torch.manual_seed(3)
-    return ZImageTransformer2DModel(
-        in_channels=CHANNELS, dim=64, n_layers=1, n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=32,
-        axes_dims=[8, 12, 12], axes_lens=[64, 32, 32],
-    ).eval()  # fmt: skip
 
 
 def backend() -> ZImageDiffusersBackend:

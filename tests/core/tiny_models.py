@@ -1,12 +1,20 @@
-"""Tiny random-weight diffusers models shaped like SDXL (inpainting or not), built in code."""
+"""Tiny random-weight diffusers models shaped like SDXL (inpainting or not), Qwen-Image and Z-Image, built in code."""
 
 import torch
-from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    EulerDiscreteScheduler,
+    QwenImageTransformer2DModel,
+    UNet2DConditionModel,
+    ZImageTransformer2DModel,
+)
 
 from dreammix_core.inpainting.diffusers_backend import DiffusersBackend, PromptEmbeddings
 
 TEXT_DIM = 64
 POOLED_DIM = 32
+FLOW_CHANNELS = 4
+"""Latent channels of the tiny Qwen-Image and Z-Image DiTs (tiny_vae's)."""
 
 
 def tiny_sdxl_unet(in_channels: int) -> UNet2DConditionModel:
@@ -28,6 +36,24 @@ def tiny_sdxl_unet(in_channels: int) -> UNet2DConditionModel:
         cross_attention_dim=TEXT_DIM,
         norm_num_groups=8,
     ).eval()
+
+
+def tiny_qwen_image() -> QwenImageTransformer2DModel:
+    """One Qwen-Image MMDiT block on 2x2 patches of FLOW_CHANNELS latents, a 16-wide prompt."""
+    torch.manual_seed(3)
+    return QwenImageTransformer2DModel(
+        patch_size=2, in_channels=4 * FLOW_CHANNELS, out_channels=FLOW_CHANNELS, num_layers=1, attention_head_dim=8,
+        num_attention_heads=2, joint_attention_dim=16, axes_dims_rope=(2, 2, 4),
+    ).eval()  # fmt: skip
+
+
+def tiny_z_image() -> ZImageTransformer2DModel:
+    """One Z-Image layer and one refiner of each kind on FLOW_CHANNELS latents, a 32-wide prompt."""
+    torch.manual_seed(3)
+    return ZImageTransformer2DModel(
+        in_channels=FLOW_CHANNELS, dim=64, n_layers=1, n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=32,
+        axes_dims=[8, 12, 12], axes_lens=[64, 32, 32],
+    ).eval()  # fmt: skip
 
 
 def tiny_vae() -> AutoencoderKL:
