@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 TEST_CONFIG = "dreammix_test_config"
 """The metadata key of the tests' shrunk text encoders (tests/comfy/make_qwen_models.py), which Load CLIP would build
 at full size."""
+
+
+def is_shrunk_text_encoder(path: Path) -> bool:
+    """Whether `path` is one of the tests' shrunk text encoders, read from the safetensors header alone: a released
+    encoder is gigabytes, and Load CLIP reads it whole anyway."""
+    if path.suffix.lower() not in (".safetensors", ".sft"):
+        return False
+    with safe_open(str(path), "pt") as file:
+        return TEST_CONFIG in (file.metadata() or {})
 
 
 def shrunk_text_encoder(path: Path, clip_type: str):
@@ -71,7 +81,7 @@ def load_models(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(args.vae)))
         if args.clip_type == "checkpoint":
             clip = comfy.sd.load_checkpoint_guess_config(str(args.clip), output_vae=False, output_clip=True)[1]
-        elif TEST_CONFIG in (comfy.utils.load_torch_file(str(args.clip), return_metadata=True)[1] or {}):
+        elif is_shrunk_text_encoder(args.clip):
             clip = shrunk_text_encoder(args.clip, args.clip_type)
         else:
             clip = comfy.sd.load_clip(
