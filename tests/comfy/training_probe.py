@@ -531,8 +531,9 @@ def qwen_checks(flux_dir: str, qwen_dir: str, clip_l, run_train, round_trip, key
                 "q": int(torch.count_nonzero(up[:hidden])), "kv": int(torch.count_nonzero(up[hidden:]))
             }  # fmt: skip
             entry["hidden"], entry["qkv_rows"] = hidden, up.shape[0]
-        entry |= flow_target(model, text_encoder, vae, model.model.diffusion_model, train_node_module(data_node))
-        entry |= shifted_schedule(model, text_encoder, vae, model.model.diffusion_model, train_node_module(data_node))
+        dit, package = model.model.diffusion_model, train_node_module(data_node)
+        entry |= flow_target(model, text_encoder, vae, dit, package)
+        entry |= shifted_schedule(model, text_encoder, vae, dit, package)
         report[unet] = entry
     report["key_warnings"] = key_warnings()
     return report
