@@ -19,7 +19,7 @@ from safetensors import safe_open
 from server import ComfyServer
 from test_flux import available
 from test_flux_workflow import on_tiny_models
-from test_training_workflow import SHRUNK, lora_path, upload_photos
+from test_training_workflow import lora_path, shrunk_training_graph
 from test_workflows import (
     SIZE,
     api_without_meta,
@@ -30,7 +30,6 @@ from test_workflows import (
     saved_image,
     scene,
     subject_mask,
-    with_alpha,
 )
 
 NAME = "dreammix_flux2_klein_train_subject"
@@ -68,18 +67,8 @@ def klein_graph(server: ComfyServer, tag: str) -> dict[str, Any]:
     """The API twin on the tiny FLUX.2 model and VAE, the tiny SD1.5 CLIP-L for Load CLIP, shrunk."""
     graph = copy.deepcopy(load_api(NAME))
     on_tiny_models(graph, UNET, VAE, "CLIPLoader")
-    photos = graph[id_of(graph, "DreamMixSubjectPhotos")]["inputs"]
-    for n, name in enumerate(upload_photos(server, tag), start=1):
-        graph[photos[f"image_{n}"][0]]["inputs"]["image"] = name
-    inpaint = graph[id_of(graph, "DreamMixInpaint")]["inputs"]
-    image = server.upload_image(with_alpha(scene(*SIZE), subject_mask(*SIZE)), f"{tag}-scene.png")
-    graph[inpaint["image"][0]]["inputs"]["image"] = image
-    graph[id_of(graph, "SaveImage")]["inputs"]["filename_prefix"] = tag
-    graph[id_of(graph, "DreamMixTrainSubjectLoRA")]["inputs"]["lora_name"] = tag
     graph[id_of(graph, "DreamMixRegularData")]["inputs"]["dataset_folder"] = f"dreammix_regular/{tag}"
-    for kind, values in SHRUNK.items():
-        graph[id_of(graph, kind)]["inputs"].update(values)
-    return graph
+    return shrunk_training_graph(server, graph, tag)
 
 
 def test_klein_workflow_trains_a_flux_lora_and_inpaints_with_it(comfy_server: ComfyServer, flux_folder: Path) -> None:

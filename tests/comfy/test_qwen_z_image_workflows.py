@@ -25,7 +25,7 @@ from safetensors import safe_open
 from server import ComfyServer
 from test_batch import make_cases, run_batch
 from test_training import QWEN_LAYERS
-from test_training_workflow import SHRUNK, lora_path, upload_photos
+from test_training_workflow import lora_path, shrunk_training_graph
 from test_workflows import (
     SIZE,
     api_without_meta,
@@ -35,7 +35,6 @@ from test_workflows import (
     saved_image,
     scene,
     subject_mask,
-    with_alpha,
 )
 
 RELEASED = {
@@ -129,19 +128,8 @@ def training_graph(server: ComfyServer, family: str) -> dict[str, Any]:
     tag = f"train-{family}"
     graph = copy.deepcopy(load_api(name_of(family, "train_subject")))
     on_tiny_models(graph, family)
-    photos = graph[id_of(graph, "DreamMixSubjectPhotos")]["inputs"]
-    for n, name in enumerate(upload_photos(server, tag), start=1):
-        graph[photos[f"image_{n}"][0]]["inputs"]["image"] = name
-    inpaint = graph[id_of(graph, "DreamMixInpaint")]["inputs"]
-    graph[inpaint["image"][0]]["inputs"]["image"] = server.upload_image(
-        with_alpha(scene(*SIZE), subject_mask(*SIZE)), f"{tag}-scene.png"
-    )
-    graph[id_of(graph, "SaveImage")]["inputs"]["filename_prefix"] = tag
-    graph[id_of(graph, "DreamMixTrainSubjectLoRA")]["inputs"]["lora_name"] = tag
     graph[id_of(graph, "DreamMixRegularData")]["inputs"]["dataset_folder"] = f"dreammix_regular/{tag}"
-    for kind, values in SHRUNK.items():
-        graph[id_of(graph, kind)]["inputs"].update(values)
-    return graph
+    return shrunk_training_graph(server, graph, tag)
 
 
 @pytest.fixture(scope="module")

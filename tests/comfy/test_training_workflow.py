@@ -188,6 +188,12 @@ def training_graph(server: ComfyServer, tag: str) -> dict[str, Any]:
     """The API twin on tiny_sd15, shrunk, with its own photos, scene, LoRA name and output prefix."""
     graph = copy.deepcopy(load_api(NAME))
     graph[id_of(graph, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"] = "tiny_sd15.safetensors"
+    return shrunk_training_graph(server, graph, tag)
+
+
+def shrunk_training_graph(server: ComfyServer, graph: dict[str, Any], tag: str) -> dict[str, Any]:
+    """A training workflow's graph (any family's) set for a CPU run under `tag`: the test photos and scene uploaded
+    into its image loaders, its output prefix and LoRA name the tag, the SHRUNK settings."""
     photos = graph[id_of(graph, "DreamMixSubjectPhotos")]["inputs"]
     for n, name in enumerate(upload_photos(server, tag), start=1):
         graph[photos[f"image_{n}"][0]]["inputs"]["image"] = name
